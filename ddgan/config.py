@@ -1,0 +1,149 @@
+"""Configuration: one nested dict of defaults, a YAML file over it, dotted overrides on top.
+
+Every key a run may use is listed in DEFAULTS; a key that is not is an error
+naming it, so a typo never silently trains the wrong model.
+"""
+import copy
+
+import yaml
+
+DEFAULTS = {
+    "method": "ddgan",
+    "data": {
+        "name": "fmnist",        # fmnist | cifar10 | imagefolder
+        "root": None,            # folder with the data; else $DDGAN_DATA; else download
+        "image_size": None,      # imagefolder only: resize to this (null = as stored)
+        "random_flip": None,     # null = on for cifar10 and imagefolder, off for fmnist
+        "on_device": True,       # hold the whole dataset on the accelerator as one tensor
+    },
+    "diffusion": {
+        "num_steps": 4,          # T
+        "beta_min": 0.1,
+        "beta_max": 20.0,
+    },
+    "generator": {
+        "base_channels": 64,
+        "channel_mult": [1, 2, 2],
+        "num_res_blocks": 2,
+        "attn_resolutions": [7],
+        "dropout": 0.0,
+        "nz": 100,               # latent z size
+        "z_emb_dim": 256,
+        "n_mlp": 4,              # mapping network: 1 + n_mlp linear layers
+        "tanh_output": True,
+    },
+    "discriminator": {
+        "base_channels": 64,
+        "channel_mult": [1, 2, 4],
+        "t_emb_dim": 128,
+        "minibatch_std_group": 0,  # 0 = off; > 0 breaks per-sample penalties, see README
+    },
+    "divergence": {
+        "name": "js",            # js | hellinger | rkl | tv | wgan-gp
+        "options": {},           # passed to divergences.get_divergence (generator_loss, n_critic, gp_weight)
+        "r1_gamma": 0.02,        # R1 weight gamma; the penalty is gamma / 2 * E||grad||^2
+        "r1_every": 1,           # lazy R1: every k steps, scaled by k
+    },
+    "optim": {
+        "lr_g": 1.6e-4,
+        "lr_d": 1.25e-4,
+        "betas": [0.5, 0.9],
+        "cosine_decay": False,   # cosine decay of both learning rates to lr_min over max_steps
+        "lr_min": 1e-5,
+        "ema_decay": 0.999,
+    },
+    "train": {
+        "batch_size": 64,        # per process
+        "max_steps": 10000,      # generator steps
+        "seed": 0,
+        "out_dir": "runs/default",
+        "mixed_precision": "no",  # no | bf16 | fp16 (accelerate)
+        "log_every": 50,
+        "sample_every": 1000,
+        "ckpt_every": 1000,      # rewrite checkpoints/last.pt
+        "keep_every": 10000,     # also keep checkpoints/step_N.pt (0 = never)
+        "num_grid": 64,          # images in the periodic sample grids
+    },
+}
+
+# Keys whose value is free-form (checked by the code that consumes them).
+FREE_FORM = {("divergence", "options")}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _merge(base, update, path=()):
+    for key, value in update.items():
+        where = ".".join(path + (key,))
+        if key not in base:
+            valid = ", ".join(sorted(base))
+            raise ConfigError(f"unknown config key '{where}'; valid keys here: {valid}")
+        if isinstance(base[key], dict) and path + (key,) not in FREE_FORM:
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key '{where}' is a section; give it a mapping")
+            _merge(base[key], value, path + (key,))
+        else:
+            base[key] = _check_type(where, base[key], value)
+
+
+def _check_type(where, default, value):
+    if default is None or value is None or isinstance(default, dict):
+        return value
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, list):
+        ok = isinstance(value, (list, tuple))
+        value = list(value) if ok else value
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ConfigError(f"config key '{where}' expects {type(default).__name__}, "
+                          f"got {value!r}")
+    return value
+
+
+def parse_override(text):
+    """'a.b.c=value' -> nested dict {'a': {'b': {'c': value}}}, value parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    dotted, raw = text.split("=", 1)
+    value = yaml.safe_load(raw) if raw.strip() else None
+    nested = value
+    for key in reversed(dotted.strip().split(".")):
+        nested = {key: nested}
+    return nested
+
+
+def load_config(path=None, overrides=()):
+    """DEFAULTS, updated by the YAML file at `path`, then by 'key=value' overrides."""
+    cfg = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        with open(path) as f:
+            _merge(cfg, yaml.safe_load(f) or {})
+    for text in overrides:
+        _merge(cfg, parse_override(text))
+    return cfg
+
+
+def config_differences(a, b, path=()):
+    """Dotted keys whose values differ between two resolved configs."""
+    diffs = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict) and path + (key,) not in FREE_FORM:
+            diffs += config_differences(va, vb, path + (key,))
+        elif va != vb:
+            diffs.append(".".join(path + (key,)))
+    return diffs
+
+
+def dump_config(cfg, path):
+    with open(path, "w") as f:
+        yaml.safe_dump(cfg, f, sort_keys=False)

@@ -1,0 +1,75 @@
+"""The forward (noising) process of DDGAN: a VP SDE observed at T+1 times.
+
+Conventions (REFERENCE §1): steps are 1-indexed, t in 1..T; index i of every
+per-step array is step t = i + 1; abar_0 = 1, so x_0 is the clean image.
+"""
+import torch
+
+
+def _check_num_steps(num_steps):
+    # bool is an int subclass; True steps would be a silent mistake.
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(
+            f"num_steps must be an integer >= 1 (DDGAN uses 1..10), got {num_steps!r}"
+        )
+
+
+class ForwardProcess:
+    """q(x_t | x_{t-1}) = N(sqrt(1 - beta_t) x_{t-1}, beta_t I), t = 1..T."""
+
+    def __init__(self, num_steps, beta_min=0.1, beta_max=20.0, eps=1e-3):
+        _check_num_steps(num_steps)
+        self.num_steps = num_steps
+        # The schedule is computed in float64 and stored in float32.
+        s = eps + (1 - eps) * torch.arange(num_steps + 1, dtype=torch.float64) / num_steps
+        abar_vp = torch.exp(-0.5 * s**2 * (beta_max - beta_min) - s * beta_min)
+        betas = 1 - abar_vp[1:] / abar_vp[:-1]
+        alphas = 1 - betas
+        abar = torch.cumprod(alphas, 0)
+        abar_prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])
+
+        self.betas = betas.float()
+        self.alphas_cumprod = abar.float()
+        self.alphas_cumprod_prev = abar_prev.float()
+        self.posterior_variance = ((1 - abar_prev) / (1 - abar) * betas).float()
+        self.posterior_mean_coef_x0 = (abar_prev.sqrt() * betas / (1 - abar)).float()
+        self.posterior_mean_coef_xt = (alphas.sqrt() * (1 - abar_prev) / (1 - abar)).float()
+
+    def _at(self, values, t, x):
+        """values[t - 1], shaped to broadcast against x ([B] -> [B, 1, ...])."""
+        if t.min() < 1 or t.max() > self.num_steps:
+            raise ValueError(f"t must lie in 1..{self.num_steps}, got values in "
+                             f"{int(t.min())}..{int(t.max())}")
+        picked = values.to(device=x.device, dtype=x.dtype)[t - 1]
+        return picked.reshape(-1, *([1] * (x.ndim - 1)))
+
+    def q_sample(self, x0, t, noise=None):
+        """x_t ~ q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I)."""
+        noise = torch.randn_like(x0) if noise is None else noise
+        abar = self._at(self.alphas_cumprod, t, x0)
+        return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+
+    def q_sample_pair(self, x0, t):
+        """A real pair (x_{t-1}, x_t): x_{t-1} ~ q(x_{t-1} | x_0), x_t ~ q(x_t | x_{t-1})."""
+        abar_prev = self._at(self.alphas_cumprod_prev, t, x0)
+        # abar_0 = 1 makes x_prev exactly x0 at t = 1.
+        x_prev = abar_prev.sqrt() * x0 + (1 - abar_prev).sqrt() * torch.randn_like(x0)
+        beta = self._at(self.betas, t, x0)
+        x_t = (1 - beta).sqrt() * x_prev + beta.sqrt() * torch.randn_like(x0)
+        return x_prev, x_t
+
+    def posterior_mean_var(self, x0, x_t, t):
+        """Mean and variance of the Gaussian q(x_{t-1} | x_t, x_0)."""
+        mean = (self._at(self.posterior_mean_coef_x0, t, x_t) * x0
+                + self._at(self.posterior_mean_coef_xt, t, x_t) * x_t)
+        return mean, self._at(self.posterior_variance, t, x_t)
+
+    def posterior_sample(self, x0, x_t, t, noise=None):
+        """x_{t-1} ~ q(x_{t-1} | x_t, x_0); at t = 1 the variance is 0 and this is x_0."""
+        mean, var = self.posterior_mean_var(x0, x_t, t)
+        noise = torch.randn_like(x_t) if noise is None else noise
+        return mean + var.sqrt() * noise
+
+    def __repr__(self):
+        return f"ForwardProcess(num_steps={self.num_steps})"
+

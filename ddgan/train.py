@@ -1,0 +1,158 @@
+"""The training loop shared by every method: data, logging, sample grids, checkpoints, resume.
+
+Run directory (train.out_dir):
+    config.yaml               the resolved configuration
+    checkpoints/last.pt       rewritten every ckpt_every steps (atomically)
+    checkpoints/step_N.pt     kept every keep_every steps
+    samples/step_N.png        EMA sample grids, the same latents every time
+    tb/                       TensorBoard events
+"""
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import gather_object, set_seed
+from torch.utils.tensorboard import SummaryWriter
+from torchvision.utils import make_grid, save_image
+from tqdm import tqdm
+
+from . import checkpoint
+from .config import config_differences, dump_config, load_config
+from .data import ImageBatches, load_images, uses_flip
+from .methods import build_method
+
+# Keys that may change between a run and its resumption without changing the result.
+RESUMABLE_CHANGES = {"train.max_steps", "train.log_every", "train.sample_every",
+                     "train.ckpt_every", "train.keep_every", "train.num_grid"}
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+class Run:
+    """Paths of a run directory."""
+
+    def __init__(self, out_dir):
+        self.dir = Path(out_dir)
+        self.config = self.dir / "config.yaml"
+        self.checkpoints = self.dir / "checkpoints"
+        self.last = self.checkpoints / "last.pt"
+        self.samples = self.dir / "samples"
+        self.tensorboard = self.dir / "tb"
+
+
+def _check_resume(cfg, run):
+    if not run.last.exists():
+        raise FileNotFoundError(f"--resume: no checkpoint at {run.last}")
+    saved = load_config(run.config)
+    changed = [k for k in config_differences(saved, cfg) if k not in RESUMABLE_CHANGES]
+    if changed:
+        raise ValueError(f"--resume: the config differs from the run's {run.config} at "
+                         f"{', '.join(changed)}; resume with the same settings or start a "
+                         f"new train.out_dir")
+    if cfg["optim"]["cosine_decay"] and saved["train"]["max_steps"] != cfg["train"]["max_steps"]:
+        raise ValueError("--resume: train.max_steps cannot change when optim.cosine_decay "
+                         "is on (the schedule depends on it)")
+
+
+def train(cfg, resume=False, stop_at=None):
+    """Train the method of `cfg`; returns the run directory.
+
+    stop_at: leave after this many steps with a checkpoint, as a time-limited job
+    would (continue later with resume=True).
+    """
+    t_cfg = cfg["train"]
+    run = Run(t_cfg["out_dir"])
+    if resume:
+        _check_resume(cfg, run)
+    elif run.last.exists():
+        raise FileExistsError(f"{run.dir} already holds a run; pass --resume to continue it "
+                              f"or set train.out_dir to a new folder")
+
+    accelerator = Accelerator(mixed_precision=t_cfg["mixed_precision"])
+    main = accelerator.is_main_process
+    set_seed(t_cfg["seed"], device_specific=True)
+
+    images = load_images(cfg["data"])
+    if cfg["data"]["on_device"]:
+        images = images.to(accelerator.device)
+    batches = ImageBatches(images, t_cfg["batch_size"], t_cfg["seed"],
+                           rank=accelerator.process_index, random_flip=uses_flip(cfg["data"]))
+    method = build_method(cfg, images.shape[1:], accelerator)
+
+    start = 0
+    if resume:
+        state = checkpoint.load(run.last)
+        method.load_state_dict(state["method"])
+        batches.load_state_dict(state["data"])
+        checkpoint.set_rng_state(state["rng"][accelerator.process_index])
+        start = state["step"]
+    elif main:
+        run.dir.mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, run.config)
+
+    def save(step):
+        state = {"step": step, "config": cfg, "image_shape": tuple(images.shape[1:]),
+                 "method": method.state_dict(), "data": batches.state_dict(),
+                 "rng": gather_object([checkpoint.rng_state()])}
+        if main:
+            checkpoint.atomic_save(state, run.last)
+            if t_cfg["keep_every"] and step % t_cfg["keep_every"] == 0:
+                checkpoint.atomic_copy(run.last, run.checkpoints / f"step_{step:07d}.pt")
+
+    writer = SummaryWriter(run.tensorboard) if main else None
+    max_steps = t_cfg["max_steps"] if stop_at is None else min(stop_at, t_cfg["max_steps"])
+    images_per_step = t_cfg["batch_size"] * method.images_per_step * accelerator.num_processes
+    nonfinite = torch.zeros((), dtype=torch.bool, device=accelerator.device)
+    last_good = start
+    clock, clock_step = time.perf_counter(), start
+
+    def check_finite(step, stats):
+        if nonfinite.item():
+            values = ", ".join(f"{k}={v.item():.4g}" for k, v in stats.items())
+            kept = f"{run.last} (step {last_good})" if run.last.exists() else "none was written"
+            raise NonFiniteLossError(
+                f"non-finite loss by step {step} ({values}); training stopped. The last good "
+                f"checkpoint is {kept}. Try lower learning rates, a larger "
+                f"divergence.r1_gamma, or train.mixed_precision=no.")
+
+    progress = tqdm(range(start, max_steps), initial=start, total=t_cfg["max_steps"],
+                    disable=not main, desc=f"{cfg['method']} {run.dir.name}", unit="step")
+    for step in progress:
+        done = step + 1
+        log_now = done % t_cfg["log_every"] == 0
+        stats = method.train_step(batches, step, with_grad_norms=log_now)
+        for name in ("d_loss", "g_loss", "loss"):
+            if name in stats:
+                nonfinite |= ~torch.isfinite(stats[name])
+
+        if log_now:
+            check_finite(done, stats)
+            now = time.perf_counter()
+            throughput = (done - clock_step) * images_per_step / (now - clock)
+            clock, clock_step = now, done
+            if main:
+                for name, value in stats.items():
+                    writer.add_scalar(f"train/{name}", value.item(), done)
+                writer.add_scalar("train/img_per_s", throughput, done)
+                writer.add_scalar("train/images_seen", done * images_per_step, done)
+                progress.set_postfix({k: f"{v.item():.3g}" for k, v in stats.items()
+                                      if not k.startswith("grad")})
+        if main and (done % t_cfg["sample_every"] == 0 or done == max_steps):
+            grid = method.sample(t_cfg["num_grid"],
+                                 torch.Generator(accelerator.device).manual_seed(t_cfg["seed"]))
+            grid = make_grid(grid.float().cpu(), nrow=int(t_cfg["num_grid"] ** 0.5),
+                             normalize=True, value_range=(-1, 1))
+            run.samples.mkdir(parents=True, exist_ok=True)
+            save_image(grid, run.samples / f"step_{done:07d}.png")
+            writer.add_image("samples", grid, done)
+        if done % t_cfg["ckpt_every"] == 0 or done == max_steps:
+            check_finite(done, stats)
+            save(done)
+            last_good = done
+    accelerator.wait_for_everyone()
+    if writer is not None:
+        writer.close()
+    return run.dir

@@ -1,0 +1,43 @@
+"""Adversarial objectives for DDGAN, by name.
+
+    >>> from divergences import get_divergence
+    >>> div = get_divergence("hellinger", generator_loss="nonsaturating")
+    >>> loss_d = div.d_loss(real_out, fake_out); loss_g = div.g_loss(fake_out)
+
+A new divergence is one file with a subclass of FDivergence (or Divergence)
+and one line in DIVERGENCES below.
+"""
+import inspect
+
+from .base import Divergence, FDivergence
+from .hellinger import SquaredHellinger
+from .js import JensenShannon
+from .regularizers import gradient_penalty, r1_penalty
+from .rkl import ReverseKL
+from .tv import TotalVariation
+from .wgan_gp import WassersteinGP
+
+DIVERGENCES = {
+    "js": JensenShannon,
+    "hellinger": SquaredHellinger,
+    "rkl": ReverseKL,
+    "tv": TotalVariation,
+    "wgan-gp": WassersteinGP,
+}
+
+
+def get_divergence(name, **options):
+    """Build the divergence called `name` with its options (see each class's __init__)."""
+    if name not in DIVERGENCES:
+        raise ValueError(f"unknown divergence {name!r}; valid names: {', '.join(DIVERGENCES)}")
+    cls = DIVERGENCES[name]
+    accepted = list(inspect.signature(cls.__init__).parameters)[1:]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"divergence {name!r} has no option(s) {', '.join(unknown)}; "
+                         f"its options are: {', '.join(accepted)}")
+    return cls(**options)
+
+
+__all__ = ["DIVERGENCES", "Divergence", "FDivergence", "get_divergence",
+           "gradient_penalty", "r1_penalty"]
