@@ -94,6 +94,7 @@ def _check_type(where, default, value):
     if isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, float):
+        value = _yaml11_float(value)
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         value = float(value) if ok else value
     elif isinstance(default, int):
@@ -106,6 +107,16 @@ def _check_type(where, default, value):
     if not ok:
         raise ConfigError(f"config key '{where}' expects {type(default).__name__}, "
                           f"got {value!r}")
+    return value
+
+
+def _yaml11_float(value):
+    """PyYAML reads '1e-3' as a string (YAML 1.1 wants '1.0e-3'); accept it as a number."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
     return value
 
 

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from . import checkpoint
 from .config import config_differences, dump_config, load_config
 from .data import ImageBatches, load_images, uses_flip
-from .methods import build_method
+from .methods import method_class
 
 # Keys that may change between a run and its resumption without changing the result.
 RESUMABLE_CHANGES = {"train.max_steps", "train.log_every", "train.sample_every",
@@ -64,6 +64,7 @@ def train(cfg, resume=False, stop_at=None):
     would (continue later with resume=True).
     """
     t_cfg = cfg["train"]
+    method_cls = method_class(cfg)
     run = Run(t_cfg["out_dir"])
     if resume:
         _check_resume(cfg, run)
@@ -80,7 +81,7 @@ def train(cfg, resume=False, stop_at=None):
         images = images.to(accelerator.device)
     batches = ImageBatches(images, t_cfg["batch_size"], t_cfg["seed"],
                            rank=accelerator.process_index, random_flip=uses_flip(cfg["data"]))
-    method = build_method(cfg, images.shape[1:], accelerator)
+    method = method_cls(cfg, images.shape[1:], accelerator)
 
     start = 0
     if resume:

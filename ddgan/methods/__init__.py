@@ -4,7 +4,10 @@ from .ddgan import DDGAN
 METHODS = {"ddgan": DDGAN}
 
 
-def build_method(cfg, image_shape, accelerator):
+def method_class(cfg):
+    """The class of cfg's method, after checking cfg for it (so bad input fails before data loads)."""
     if cfg["method"] not in METHODS:
         raise ValueError(f"unknown method {cfg['method']!r}; valid: {', '.join(METHODS)}")
-    return METHODS[cfg["method"]](cfg, image_shape, accelerator)
+    cls = METHODS[cfg["method"]]
+    cls.check_config(cfg)
+    return cls

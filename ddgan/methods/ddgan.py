@@ -115,15 +115,9 @@ class DDGAN:
     def __init__(self, cfg, image_shape, accelerator):
         self.accelerator = accelerator
         self.image_shape = tuple(image_shape)
-        self.process = build_process(cfg)
-        self.divergence = build_divergence(cfg)
+        self.process, self.divergence = self.check_config(cfg)
         self.nz = cfg["generator"]["nz"]
-        if self.nz < 1:
-            raise ValueError("DDGAN needs a latent: set generator.nz >= 1")
-        div = cfg["divergence"]
-        self.r1_gamma, self.r1_every = div["r1_gamma"], div["r1_every"]
-        if self.r1_every < 1:
-            raise ValueError(f"divergence.r1_every must be >= 1, got {self.r1_every}")
+        self.r1_gamma, self.r1_every = cfg["divergence"]["r1_gamma"], cfg["divergence"]["r1_every"]
 
         generator = build_generator(cfg, image_shape)
         discriminator = build_discriminator(cfg, image_shape)
@@ -139,6 +133,15 @@ class DDGAN:
         self.schedulers = [cosine_schedule(opt, lr, o["lr_min"], max_steps)
                            for opt, lr in ((self.opt_g, o["lr_g"]), (self.opt_d, o["lr_d"]))
                            ] if o["cosine_decay"] else []
+
+    @staticmethod
+    def check_config(cfg):
+        """Fail on a bad setting before any data is loaded; returns (process, divergence)."""
+        if cfg["generator"]["nz"] < 1:
+            raise ValueError("DDGAN needs a latent: set generator.nz >= 1")
+        if cfg["divergence"]["r1_every"] < 1:
+            raise ValueError(f"divergence.r1_every must be >= 1, got {cfg['divergence']['r1_every']}")
+        return build_process(cfg), build_divergence(cfg)
 
     @property
     def images_per_step(self):

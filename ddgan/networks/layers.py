@@ -42,8 +42,7 @@ class AdaptiveGroupNorm(nn.Module):
         super().__init__()
         self.norm = nn.GroupNorm(num_groups(channels), channels, affine=style_dim == 0)
         self.style = nn.Linear(style_dim, 2 * channels) if style_dim else None
-        if self.style is not None:
-            nn.init.zeros_(self.style.weight)  # start as the identity: scale 1, shift 0
+        if self.style is not None:  # centred on scale 1, shift 0 (as DDGAN)
             self.style.bias.data = torch.cat([torch.ones(channels), torch.zeros(channels)])
 
     def forward(self, x, style=None):

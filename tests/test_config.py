@@ -1,0 +1,70 @@
+"""Configuration: files, overrides and the errors that protect a run."""
+import pytest
+
+from ddgan.config import DEFAULTS, ConfigError, config_differences, load_config
+
+from .conftest import REPO
+
+CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_shipped_config_loads(path):
+    cfg = load_config(path)
+    assert cfg["data"]["name"] in ("fmnist", "cifar10", "imagefolder")
+    assert 1 <= cfg["diffusion"]["num_steps"] <= 10
+
+
+def test_required_configs_exist():
+    names = {str(p.relative_to(REPO / "configs")) for p in CONFIGS}
+    for d in ("js", "hellinger", "rkl", "tv", "wgan_gp"):
+        assert f"fmnist/ddgan_{d}.yaml" in names
+    assert "cifar10/ddgan_js.yaml" in names and "tiny.yaml" in names
+
+
+def test_dotted_overrides_are_parsed_as_yaml():
+    cfg = load_config(REPO / "configs/fmnist/ddgan_js.yaml",
+                      ["train.max_steps=200", "diffusion.num_steps=2", "divergence.name=tv",
+                       "optim.betas=[0.0, 0.99]", "data.root=/x", "optim.lr_g=1e-3",
+                       "divergence.options={generator_loss: saddle}"])
+    assert cfg["train"]["max_steps"] == 200
+    assert cfg["diffusion"]["num_steps"] == 2
+    assert cfg["divergence"]["name"] == "tv"
+    assert cfg["optim"]["betas"] == [0.0, 0.99]
+    assert cfg["optim"]["lr_g"] == 1e-3
+    assert cfg["divergence"]["options"] == {"generator_loss": "saddle"}
+
+
+@pytest.mark.parametrize("override,named", [
+    ("train.max_step=5", "train.max_step"),
+    ("trian.max_steps=5", "trian"),
+    ("generator.widht=3", "generator.widht"),
+])
+def test_unknown_key_is_an_error_naming_it(override, named):
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        load_config(None, [override])
+
+
+def test_unknown_key_in_a_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  batchsize: 3\n")
+    with pytest.raises(ConfigError, match="train.batchsize"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("override", ["train.batch_size=abc", "train.batch_size=2.5",
+                                      "optim.cosine_decay=3", "train=5", "no_equals_sign"])
+def test_wrong_types_are_errors(override):
+    with pytest.raises(ConfigError):
+        load_config(None, [override])
+
+
+def test_defaults_are_not_mutated():
+    load_config(None, ["train.max_steps=1"])
+    assert DEFAULTS["train"]["max_steps"] != 1
+
+
+def test_config_differences():
+    a = load_config(None)
+    b = load_config(None, ["train.seed=3", "divergence.options={n_critic: 2}"])
+    assert config_differences(a, b) == ["divergence.options", "train.seed"]

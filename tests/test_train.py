@@ -1,0 +1,126 @@
+"""The training loop: exact resume, non-finite losses, run-directory safety, a real short run."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ddgan import checkpoint
+from ddgan.config import load_config
+from ddgan.generate import generate
+from ddgan.methods.ddgan import build_generator, build_process
+from ddgan.metrics import frechet_distance
+from ddgan.samplers import ddgan_sampler
+from ddgan.train import NonFiniteLossError, train
+from divergences.js import JensenShannon
+
+from .conftest import REPO
+
+TINY = REPO / "configs" / "tiny.yaml"
+FAST = ["generator.base_channels=8", "generator.channel_mult=[1, 2]", "discriminator.base_channels=8",
+        "train.batch_size=8", "train.log_every=5", "train.sample_every=1000", "train.num_grid=4"]
+
+
+def fast_config(root, out_dir, *extra):
+    return load_config(TINY, FAST + [f"data.root={root}", f"train.out_dir={out_dir}", *extra])
+
+
+def assert_same_state(a, b, where=""):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_same_state(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_state(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    else:
+        assert a == b, where
+
+
+@pytest.mark.parametrize("divergence", ["js", "wgan-gp"])
+def test_resume_equals_an_uninterrupted_run(fake_fmnist, tmp_path, divergence):
+    extra = ["train.max_steps=20", "train.ckpt_every=10", f"divergence.name={divergence}",
+             "optim.cosine_decay=true", "divergence.r1_every=3"]
+    if divergence == "wgan-gp":
+        extra.append("divergence.options={n_critic: 2}")
+    straight = fast_config(fake_fmnist, tmp_path / "straight", *extra)
+    train(straight)
+    interrupted = fast_config(fake_fmnist, tmp_path / "interrupted", *extra)
+    train(interrupted, stop_at=10)
+    assert checkpoint.load(tmp_path / "interrupted/checkpoints/last.pt")["step"] == 10
+    train(interrupted, resume=True)
+
+    a = checkpoint.load(tmp_path / "straight/checkpoints/last.pt")
+    b = checkpoint.load(tmp_path / "interrupted/checkpoints/last.pt")
+    assert a["step"] == b["step"] == 20
+    assert_same_state(a["method"], b["method"])
+    assert_same_state(a["data"], b["data"])
+
+
+def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(fake_fmnist, tmp_path,
+                                                                   monkeypatch):
+    calls = {"n": 0}
+    d_loss = JensenShannon.d_loss
+
+    def poisoned(self, real_out, fake_out):
+        calls["n"] += 1
+        loss = d_loss(self, real_out, fake_out)
+        return loss * float("nan") if calls["n"] >= 13 else loss
+
+    monkeypatch.setattr(JensenShannon, "d_loss", poisoned)
+    cfg = fast_config(fake_fmnist, tmp_path / "run", "train.max_steps=30", "train.ckpt_every=5")
+    with pytest.raises(NonFiniteLossError) as err:
+        train(cfg)
+    assert "step 15" in str(err.value) and "last.pt (step 10)" in str(err.value)
+    state = checkpoint.load(tmp_path / "run/checkpoints/last.pt")
+    assert state["step"] == 10
+    assert all(torch.isfinite(v).all() for v in state["method"]["generator"].values())
+
+
+def test_existing_run_is_not_overwritten_and_resume_checks_the_config(fake_fmnist, tmp_path):
+    cfg = fast_config(fake_fmnist, tmp_path / "run", "train.max_steps=2", "train.ckpt_every=2")
+    train(cfg)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(cfg)
+    changed = fast_config(fake_fmnist, tmp_path / "run", "train.max_steps=4", "optim.lr_g=1e-3")
+    with pytest.raises(ValueError, match="optim.lr_g"):
+        train(changed, resume=True)
+    longer = fast_config(fake_fmnist, tmp_path / "run", "train.max_steps=4", "train.ckpt_every=2")
+    train(longer, resume=True)  # extending max_steps is allowed
+    assert checkpoint.load(tmp_path / "run/checkpoints/last.pt")["step"] == 4
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train(fast_config(fake_fmnist, tmp_path / "other"), resume=True)
+
+
+def pooled_features(images):
+    """7x7 average-pooled pixels: a cheap, fixed feature space for a before/after comparison."""
+    return F.adaptive_avg_pool2d(images.float(), 7).flatten(1)
+
+
+def test_short_fashion_mnist_training_improves_and_samples(real_data_root, tmp_path):
+    """A few hundred steps of the tiny config on the real data: checkpoint, events, grids, sampling,
+    and a Fréchet distance to the data (in pooled-pixel space) well below the untrained model's."""
+    cfg = load_config(TINY, [f"data.root={real_data_root}", f"train.out_dir={tmp_path / 'run'}"])
+    run = train(cfg)
+    assert (run / "checkpoints/last.pt").is_file()
+    assert (run / "config.yaml").is_file()
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    assert (run / "samples/step_0000300.png").is_file()
+
+    from ddgan.data import load_fmnist
+    real = load_fmnist(real_data_root)[:2000].float() / 127.5 - 1
+    trained = generate(run / "checkpoints/last.pt", 2000, seed=1, batch_size=500)
+    assert trained.shape == (2000, 1, 28, 28) and trained.abs().max() <= 1
+
+    torch.manual_seed(1)
+    untrained = build_generator(cfg, (1, 28, 28)).eval()
+    x_T = torch.randn(2000, 1, 28, 28)
+    before = ddgan_sampler(untrained, build_process(cfg), x_T, cfg["generator"]["nz"])
+    fd_before = frechet_distance(pooled_features(before), pooled_features(real))
+    fd_after = frechet_distance(pooled_features(trained), pooled_features(real))
+    assert fd_after < 0.5 * fd_before, (fd_before, fd_after)
+
+    # Sampling is reproducible by seed.
+    again = generate(run / "checkpoints/last.pt", 16, seed=3)
+    assert torch.equal(again, generate(run / "checkpoints/last.pt", 16, seed=3))
+    assert not torch.equal(again, generate(run / "checkpoints/last.pt", 16, seed=4))
