@@ -43,6 +43,17 @@ class Run:
         self.tensorboard = self.dir / "tb"
 
 
+def _check_train_settings(t_cfg):
+    for key in ("batch_size", "max_steps", "log_every", "sample_every", "ckpt_every", "num_grid"):
+        if t_cfg[key] < 1:
+            raise ValueError(f"train.{key} must be >= 1, got {t_cfg[key]}")
+    if t_cfg["keep_every"] < 0:
+        raise ValueError(f"train.keep_every must be >= 0 (0 = keep none), got {t_cfg['keep_every']}")
+    if t_cfg["mixed_precision"] not in ("no", "bf16", "fp16"):
+        raise ValueError(f"train.mixed_precision must be no, bf16 or fp16, "
+                         f"got {t_cfg['mixed_precision']!r}")
+
+
 def _check_resume(cfg, run):
     if not run.last.exists():
         raise FileNotFoundError(f"--resume: no checkpoint at {run.last}")
@@ -64,6 +75,7 @@ def train(cfg, resume=False, stop_at=None):
     would (continue later with resume=True).
     """
     t_cfg = cfg["train"]
+    _check_train_settings(t_cfg)
     method_cls = method_class(cfg)
     run = Run(t_cfg["out_dir"])
     if resume:

@@ -124,3 +124,47 @@ def test_short_fashion_mnist_training_improves_and_samples(real_data_root, tmp_p
     again = generate(run / "checkpoints/last.pt", 16, seed=3)
     assert torch.equal(again, generate(run / "checkpoints/last.pt", 16, seed=3))
     assert not torch.equal(again, generate(run / "checkpoints/last.pt", 16, seed=4))
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.batch_size=0", "train.batch_size"), ("train.mixed_precision=fp8", "mixed_precision"),
+    ("diffusion.num_steps=0", "num_steps"), ("divergence.name=kl", "valid names"),
+    ("divergence.options={gp_weight: 3}", "gp_weight"), ("generator.nz=0", "latent"),
+])
+def test_bad_settings_fail_before_anything_is_written(tmp_path, override, message):
+    cfg = load_config(TINY, [f"train.out_dir={tmp_path / 'run'}", "data.root=/nonexistent", override])
+    with pytest.raises(ValueError, match=message):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+def test_bf16_mixed_precision_trains_on_cpu(fake_fmnist, tmp_path):
+    """bf16 autocast through accelerate (its own process: accelerate's precision is global)."""
+    import subprocess
+    import sys
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "ddgan", "train", "--config", str(TINY), *FAST,
+            f"data.root={fake_fmnist}", f"train.out_dir={run}", "train.max_steps=4",
+            "train.mixed_precision=bf16", "divergence.r1_every=1"]
+    result = subprocess.run(args, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    state = checkpoint.load(run / "checkpoints/last.pt")
+    assert all(v.dtype == torch.float32 and torch.isfinite(v).all()
+               for v in state["method"]["generator"].values())
+
+
+def test_two_processes_train_with_ddp(fake_fmnist, tmp_path):
+    """Data-parallel training through accelerate, as on several GPUs (here: 2 CPU processes, gloo)."""
+    import os
+    import subprocess
+    import sys
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "ddgan",
+            "train", "--config", str(TINY), *FAST, f"data.root={fake_fmnist}", f"train.out_dir={run}",
+            "train.max_steps=4", "train.ckpt_every=2", "divergence.r1_every=1"]
+    result = subprocess.run(args, capture_output=True, text=True,
+                            env={**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    state = checkpoint.load(run / "checkpoints/last.pt")
+    assert state["step"] == 4
+    assert len(state["rng"]) == 2  # one generator state per process, for exact resume
