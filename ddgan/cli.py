@@ -73,7 +73,7 @@ def build_parser():
     p.add_argument("--divergence", default="js", choices=list(DIVERGENCES))
     p.add_argument("--steps", type=int, default=4, help="T, the number of denoising steps")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--iters", type=int, default=None, help="generator steps (default: tuned)")
+    p.add_argument("--iters", type=int, default=None, help="discriminator steps (default 4000); G takes iters / n_critic")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_toy)
     return parser

@@ -20,6 +20,7 @@ DEFAULTS = {
         "num_steps": 4,          # T
         "beta_min": 0.1,
         "beta_max": 20.0,
+        "eps": 1e-3,             # first observed time of the VP SDE
     },
     "generator": {
         "base_channels": 64,
@@ -57,7 +58,7 @@ DEFAULTS = {
         "max_steps": 10000,      # generator steps
         "seed": 0,
         "out_dir": "runs/default",
-        "mixed_precision": "no",  # no | bf16 | fp16 (accelerate)
+        "mixed_precision": "no",  # no | bf16 (accelerate autocast)
         "log_every": 50,
         "sample_every": 1000,
         "ckpt_every": 1000,      # rewrite checkpoints/last.pt

@@ -72,7 +72,7 @@ def run_toy(data="25gaussians", divergence="js", steps=4, out=None, iters=None, 
     unknown = set(overrides) - set(TOY_DEFAULTS)
     if unknown:
         raise ValueError(f"unknown toy option(s) {sorted(unknown)}; valid: {sorted(TOY_DEFAULTS)}")
-    hp = {**TOY_DEFAULTS, **overrides, "iters": iters or TOY_DEFAULTS["iters"]}
+    hp = {**TOY_DEFAULTS, **overrides, "iters": TOY_DEFAULTS["iters"] if iters is None else iters}
     torch.manual_seed(seed)
     centres = mode_centres(data)
     process = ForwardProcess(steps)

@@ -24,11 +24,24 @@ from .methods import method_class
 
 # Keys that may change between a run and its resumption without changing the result.
 RESUMABLE_CHANGES = {"train.max_steps", "train.log_every", "train.sample_every",
-                     "train.ckpt_every", "train.keep_every", "train.num_grid"}
+                     "train.ckpt_every", "train.keep_every", "train.num_grid", "data.root"}
+# Losses whose non-finite value stops a run.
+WATCHED = ("d_total", "g_loss", "loss")
 
 
 class NonFiniteLossError(RuntimeError):
     pass
+
+
+def _all_finite(state):
+    """True when every floating-point tensor in a (nested) state dict is finite."""
+    if isinstance(state, dict):
+        return all(_all_finite(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return all(_all_finite(v) for v in state)
+    if isinstance(state, torch.Tensor) and state.is_floating_point():
+        return bool(torch.isfinite(state).all())
+    return True
 
 
 class Run:
@@ -49,9 +62,9 @@ def _check_train_settings(t_cfg):
             raise ValueError(f"train.{key} must be >= 1, got {t_cfg[key]}")
     if t_cfg["keep_every"] < 0:
         raise ValueError(f"train.keep_every must be >= 0 (0 = keep none), got {t_cfg['keep_every']}")
-    if t_cfg["mixed_precision"] not in ("no", "bf16", "fp16"):
-        raise ValueError(f"train.mixed_precision must be no, bf16 or fp16, "
-                         f"got {t_cfg['mixed_precision']!r}")
+    if t_cfg["mixed_precision"] not in ("no", "bf16"):
+        raise ValueError(f"train.mixed_precision must be no or bf16 (fp16 would need loss "
+                         f"scaling inside the gradient penalties), got {t_cfg['mixed_precision']!r}")
 
 
 def _check_resume(cfg, run):
@@ -98,6 +111,10 @@ def train(cfg, resume=False, stop_at=None):
     start = 0
     if resume:
         state = checkpoint.load(run.last)
+        if len(state["rng"]) != accelerator.num_processes:
+            raise ValueError(f"--resume: the run was saved by {len(state['rng'])} process(es), "
+                             f"this launch has {accelerator.num_processes}; an exact resume "
+                             f"needs the same number")
         method.load_state_dict(state["method"])
         batches.load_state_dict(state["data"])
         checkpoint.set_rng_state(state["rng"][accelerator.process_index])
@@ -107,6 +124,9 @@ def train(cfg, resume=False, stop_at=None):
         dump_config(cfg, run.config)
 
     def save(step):
+        if not _all_finite(method.state_dict()):
+            raise NonFiniteLossError(f"non-finite weights at step {step}; training stopped and "
+                                     f"{run.last} (step {last_good}) was kept")
         state = {"step": step, "config": cfg, "image_shape": tuple(images.shape[1:]),
                  "method": method.state_dict(), "data": batches.state_dict(),
                  "rng": gather_object([checkpoint.rng_state()])}
@@ -117,13 +137,14 @@ def train(cfg, resume=False, stop_at=None):
 
     writer = SummaryWriter(run.tensorboard) if main else None
     max_steps = t_cfg["max_steps"] if stop_at is None else min(stop_at, t_cfg["max_steps"])
-    images_per_step = t_cfg["batch_size"] * method.images_per_step * accelerator.num_processes
+    images_per_step = t_cfg["batch_size"] * method.batches_per_step * accelerator.num_processes
     nonfinite = torch.zeros((), dtype=torch.bool, device=accelerator.device)
     last_good = start
     clock, clock_step = time.perf_counter(), start
 
     def check_finite(step, stats):
-        if nonfinite.item():
+        # Every process must agree, or one would stop while the others wait for it.
+        if accelerator.reduce(nonfinite.float(), reduction="sum").item() > 0:
             values = ", ".join(f"{k}={v.item():.4g}" for k, v in stats.items())
             kept = f"{run.last} (step {last_good})" if run.last.exists() else "none was written"
             raise NonFiniteLossError(
@@ -137,7 +158,7 @@ def train(cfg, resume=False, stop_at=None):
         done = step + 1
         log_now = done % t_cfg["log_every"] == 0
         stats = method.train_step(batches, step, with_grad_norms=log_now)
-        for name in ("d_loss", "g_loss", "loss"):
+        for name in WATCHED:
             if name in stats:
                 nonfinite |= ~torch.isfinite(stats[name])
 

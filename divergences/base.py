@@ -6,7 +6,6 @@ P is the real distribution, Q the model's. A subclass gives the output
 activation g_f and the composition f*(g_f(v)), written in a numerically stable
 closed form; everything else is shared.
 """
-import torch
 
 
 class Divergence:

@@ -1,7 +1,7 @@
 """Gradient regularisers of the discriminator, for every divergence.
 
-Both are computed in float32 whatever the autocast dtype, so that bf16 training
-penalises the same quantity as fp32 training.
+The squared norms and their means are taken in float32; under bf16 autocast the
+input gradients themselves come through the network's bf16 kernels.
 """
 import torch
 

@@ -46,7 +46,7 @@ def test_js_at_T4_covers_the_modes_with_the_defaults(tmp_path):
     assert (tmp_path / "samples.png").stat().st_size > 0
 
 
-def test_toy_command_with_every_divergence_shape(tmp_path, capsys):
+def test_toy_command_writes_metrics(tmp_path, capsys):
     main(["toy", "--divergence", "wgan-gp", "--steps", "2", "--iters", "20", "--out", str(tmp_path)])
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(printed) >= {"num_modes", "modes_covered", "high_quality_fraction"}

@@ -3,8 +3,6 @@
 The two step functions work on any G(x_t, z, t) and D(x_{t-1}, x_t, t), image or
 2-D; the DDGAN class binds them to the networks, optimisers and EMA of a run.
 """
-import math
-
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
@@ -15,12 +13,15 @@ from ..networks import Discriminator, UNet
 from ..samplers import ddgan_sampler
 
 
-def fake_pair(generator, process, x0, nz):
-    """t, x_t ~ q(x_t | x_0) and a generated x_{t-1} ~ q(x_{t-1} | x_t, G(x_t, z, t))."""
-    t = torch.randint(1, process.num_steps + 1, (x0.shape[0],), device=x0.device)
-    x_t = process.q_sample(x0, t)
-    z = torch.randn(x0.shape[0], nz, device=x0.device)
-    return t, x_t, process.posterior_sample(generator(x_t, z, t), x_t, t)
+def random_steps(process, batch, device):
+    """t ~ Uniform{1..T}, one per sample."""
+    return torch.randint(1, process.num_steps + 1, (batch,), device=device)
+
+
+def generated_prev(generator, process, x_t, t, nz):
+    """x_{t-1} ~ q(x_{t-1} | x_t, x_0 = G(x_t, z, t)) with z ~ N(0, I)."""
+    z = torch.randn(x_t.shape[0], nz, device=x_t.device)
+    return process.posterior_sample(generator(x_t, z, t), x_t, t)
 
 
 def discriminator_step(generator, discriminator, optimizer, process, divergence, x0, nz,
@@ -28,19 +29,19 @@ def discriminator_step(generator, discriminator, optimizer, process, divergence,
     """One update of D on a real pair (x_{t-1}, x_t) and a fake pair with the same x_t and t.
 
     r1_weight multiplies E||grad V(real)||^2 (gamma / 2, times k when lazy every k).
+    Returns the losses, including the total with its regularisers, as detached tensors.
     """
-    t = torch.randint(1, process.num_steps + 1, (x0.shape[0],), device=x0.device)
+    t = random_steps(process, x0.shape[0], x0.device)
     x_prev, x_t = process.q_sample_pair(x0, t)
     x_prev.requires_grad_(r1_weight > 0)
-    real_out = discriminator(x_prev, x_t, t)
+    real_out = discriminator(x_prev, x_t, t).float()
     with torch.no_grad():
-        z = torch.randn(x0.shape[0], nz, device=x0.device)
-        fake_prev = process.posterior_sample(generator(x_t, z, t), x_t, t)
-    fake_out = discriminator(fake_prev, x_t, t)
+        fake_prev = generated_prev(generator, process, x_t, t, nz)
+    fake_out = discriminator(fake_prev, x_t, t).float()
 
     loss = divergence.d_loss(real_out, fake_out)
-    stats = {"d_loss": loss.detach(), "d_real": real_out.detach().float().mean(),
-             "d_fake": fake_out.detach().float().mean()}
+    stats = {"d_loss": loss.detach(), "d_real": real_out.detach().mean(),
+             "d_fake": fake_out.detach().mean()}
     if r1_weight > 0:
         r1 = r1_penalty(real_out, x_prev)
         loss = loss + r1_weight * r1
@@ -49,6 +50,7 @@ def discriminator_step(generator, discriminator, optimizer, process, divergence,
         gp = gradient_penalty(discriminator, x_prev, fake_prev, x_t, t)
         loss = loss + divergence.gp_weight * gp
         stats["gp"] = gp.detach()
+    stats["d_total"] = loss.detach()
     optimizer.zero_grad(set_to_none=True)
     backward(loss)
     optimizer.step()
@@ -58,10 +60,14 @@ def discriminator_step(generator, discriminator, optimizer, process, divergence,
 def generator_step(generator, discriminator, optimizer, process, divergence, x0, nz,
                    backward=torch.Tensor.backward):
     """One update of G against a frozen D. Pass D unwrapped (not DDP): it only routes gradients."""
-    t, x_t, fake_prev = fake_pair(generator, process, x0, nz)
+    t = random_steps(process, x0.shape[0], x0.device)
+    x_t = process.q_sample(x0, t)
+    fake_prev = generated_prev(generator, process, x_t, t, nz)
     discriminator.requires_grad_(False)
-    loss = divergence.g_loss(discriminator(fake_prev, x_t, t))
-    discriminator.requires_grad_(True)
+    try:
+        loss = divergence.g_loss(discriminator(fake_prev, x_t, t).float())
+    finally:
+        discriminator.requires_grad_(True)
     optimizer.zero_grad(set_to_none=True)
     backward(loss)
     optimizer.step()
@@ -89,7 +95,7 @@ def build_discriminator(cfg, image_shape):
 
 def build_process(cfg):
     d = cfg["diffusion"]
-    return ForwardProcess(d["num_steps"], beta_min=d["beta_min"], beta_max=d["beta_max"])
+    return ForwardProcess(d["num_steps"], beta_min=d["beta_min"], beta_max=d["beta_max"], eps=d["eps"])
 
 
 def build_divergence(cfg):
@@ -99,14 +105,6 @@ def build_divergence(cfg):
                          "discriminator.minibatch_std_group=0 (minibatch statistics make "
                          "each gradient depend on the other samples)")
     return divergence
-
-
-def cosine_schedule(optimizer, lr, lr_min, max_steps):
-    """LambdaLR from lr to lr_min over max_steps (a factor, so the state is just a step count)."""
-    def factor(step):
-        progress = min(step / max_steps, 1.0)
-        return (lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * progress))) / lr
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 class DDGAN:
@@ -129,10 +127,10 @@ class DDGAN:
         opt_d = torch.optim.Adam(discriminator.parameters(), lr=o["lr_d"], betas=tuple(o["betas"]))
         self.generator, self.discriminator, self.opt_g, self.opt_d = accelerator.prepare(
             generator, discriminator, opt_g, opt_d)
-        max_steps = cfg["train"]["max_steps"]
-        self.schedulers = [cosine_schedule(opt, lr, o["lr_min"], max_steps)
-                           for opt, lr in ((self.opt_g, o["lr_g"]), (self.opt_d, o["lr_d"]))
-                           ] if o["cosine_decay"] else []
+        self.schedulers = [
+            torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg["train"]["max_steps"], o["lr_min"])
+            for opt in (self.opt_g, self.opt_d)] if o["cosine_decay"] else []
+        self.last_r1 = None  # lazy R1 is computed every k steps; logs show its latest value
 
     @staticmethod
     def check_config(cfg):
@@ -144,27 +142,35 @@ class DDGAN:
         return build_process(cfg), build_divergence(cfg)
 
     @property
-    def images_per_step(self):
+    def batches_per_step(self):
         return self.divergence.n_critic
 
     def train_step(self, batches, step, with_grad_norms=False):
-        """n_critic D steps on fresh batches, then one G step on the last batch."""
+        """n_critic D steps on fresh batches, then one G step on the last batch.
+
+        No autocast here: accelerate runs each prepared network's forward under autocast
+        and returns float32, so losses, penalties and the backward passes are float32.
+        """
         acc = self.accelerator
-        lazy_r1 = self.r1_gamma > 0 and step % self.r1_every == 0
-        r1_weight = self.r1_gamma / 2 * self.r1_every if lazy_r1 else 0.0
-        with acc.autocast():
-            for critic_step in range(self.divergence.n_critic):
-                x0 = next(batches)
-                stats = discriminator_step(self.generator, self.discriminator, self.opt_d,
-                                           self.process, self.divergence, x0, self.nz,
-                                           r1_weight if critic_step == 0 else 0.0, acc.backward)
-            if with_grad_norms:
-                stats["grad_norm_d"] = _grad_norm(self.discriminator)
-            stats.update(generator_step(self.generator, acc.unwrap_model(self.discriminator),
-                                        self.opt_g, self.process, self.divergence, x0, self.nz,
-                                        acc.backward))
-            if with_grad_norms:
-                stats["grad_norm_g"] = _grad_norm(self.generator)
+        n_critic = self.divergence.n_critic
+        for critic_step in range(n_critic):
+            d_step = step * n_critic + critic_step  # lazy R1 counts discriminator steps
+            lazy_r1 = self.r1_gamma > 0 and d_step % self.r1_every == 0
+            x0 = next(batches)
+            stats = discriminator_step(self.generator, self.discriminator, self.opt_d,
+                                       self.process, self.divergence, x0, self.nz,
+                                       self.r1_gamma / 2 * self.r1_every if lazy_r1 else 0.0,
+                                       acc.backward)
+            self.last_r1 = stats.get("r1", self.last_r1)
+        if self.last_r1 is not None:
+            stats["r1"] = self.last_r1
+        if with_grad_norms:
+            stats["grad_norm_d"] = _grad_norm(self.discriminator)
+        stats.update(generator_step(self.generator, acc.unwrap_model(self.discriminator),
+                                    self.opt_g, self.process, self.divergence, x0, self.nz,
+                                    acc.backward))
+        if with_grad_norms:
+            stats["grad_norm_g"] = _grad_norm(self.generator)
         self.ema.update_parameters(acc.unwrap_model(self.generator))
         for scheduler in self.schedulers:
             scheduler.step()
