@@ -19,3 +19,115 @@ def ddgan_sampler(generator, process, x_T, nz, rng=None):
         noise = torch.randn(x.shape, device=device, generator=rng)
         x = process.posterior_sample(x0_pred, x, t, noise=noise)
     return x
+
+
+# --- DDPM (Ho et al. 2020) with fewer network calls: respacing and DDIM -------------------
+
+def linear_betas(num_steps=1000, beta_start=1e-4, beta_end=0.02):
+    """DDPM's linear schedule; index i is step t = i + 1."""
+    return torch.linspace(beta_start, beta_end, num_steps, dtype=torch.float64)
+
+
+def select_steps(num_train_steps, num_calls, spacing="uniform"):
+    """K of the 1-indexed steps 1..T, ascending, at which a K-call sampler evaluates the model.
+
+    uniform: evenly spaced from 1 to T. quadratic: (linspace(0, sqrt(0.8 T), K))^2 + 1,
+    as Song et al. (2021) chose for CIFAR-10, dense near the data.
+    """
+    if not 1 <= num_calls <= num_train_steps:
+        raise ValueError(f"the number of steps must lie in 1..{num_train_steps}, got {num_calls}")
+    if spacing == "uniform":
+        steps = torch.linspace(0, num_train_steps - 1, num_calls, dtype=torch.float64)
+    elif spacing == "quadratic":
+        steps = torch.linspace(0, (0.8 * num_train_steps) ** 0.5, num_calls, dtype=torch.float64) ** 2
+    else:
+        raise ValueError(f"spacing must be 'uniform' or 'quadratic', got {spacing!r}")
+    steps = steps.floor().long() + 1
+    if len(set(steps.tolist())) != num_calls:
+        raise ValueError(f"{spacing} spacing cannot place {num_calls} distinct steps in {num_train_steps}")
+    return steps.tolist()
+
+
+def _abar_pairs(alphas_cumprod, steps):
+    """(t, abar_t, abar_s) for each step t, from the noisiest down, s the next selected step below."""
+    abar = alphas_cumprod.double()
+    previous = [None] + steps[:-1]
+    pairs = [(t, abar[t - 1], abar[s - 1] if s else torch.ones((), dtype=torch.float64))
+             for t, s in zip(steps, previous)]
+    return list(reversed(pairs))
+
+
+@torch.no_grad()
+def ancestral_sampler(eps_model, alphas_cumprod, x_T, steps, variance="posterior", rng=None):
+    """DDPM ancestral sampling over the selected steps (all T, or a respaced subset).
+
+    Respacing (Nichol & Dhariwal 2021): between selected steps t > s the process is
+    Gaussian with beta = 1 - abar_t / abar_s; the reverse step uses that beta with
+    variance beta ('beta') or the posterior's (1 - abar_s) / (1 - abar_t) beta ('posterior').
+    eps_model(x, t) predicts the noise, t a LongTensor [B] of 1-indexed steps.
+    """
+    if variance not in ("beta", "posterior"):
+        raise ValueError(f"variance must be 'beta' or 'posterior', got {variance!r}")
+    x = x_T
+    for t, abar_t, abar_s in _abar_pairs(alphas_cumprod, steps):
+        beta = 1 - abar_t / abar_s
+        eps = eps_model(x, torch.full((x.shape[0],), t, dtype=torch.long, device=x.device))
+        x = (x - (beta / (1 - abar_t).sqrt()) * eps) / (1 - beta).sqrt()
+        if abar_s < 1:  # no noise on the last step
+            var = beta if variance == "beta" else (1 - abar_s) / (1 - abar_t) * beta
+            x = x + var.sqrt() * torch.randn(x.shape, device=x.device, generator=rng)
+    return x
+
+
+@torch.no_grad()
+def ddim_sampler(eps_model, alphas_cumprod, x_T, steps, eta=0.0, rng=None):
+    """DDIM (Song et al. 2021) over the selected steps; eta = 0 is deterministic."""
+    x = x_T
+    for t, abar_t, abar_s in _abar_pairs(alphas_cumprod, steps):
+        eps = eps_model(x, torch.full((x.shape[0],), t, dtype=torch.long, device=x.device))
+        x0_pred = (x - (1 - abar_t).sqrt() * eps) / abar_t.sqrt()
+        sigma = eta * ((1 - abar_s) / (1 - abar_t) * (1 - abar_t / abar_s)).sqrt()
+        x = abar_s.sqrt() * x0_pred + (1 - abar_s - sigma**2).sqrt() * eps
+        if eta > 0 and abar_s < 1:
+            x = x + sigma * torch.randn(x.shape, device=x.device, generator=rng)
+    return x
+
+
+# --- EDM (Karras et al. 2022) ---------------------------------------------------------------
+
+def edm_sigmas(num_steps, sigma_min=0.002, sigma_max=80.0, rho=7.0):
+    """The N + 1 noise levels of EDM's sampler: N levels from sigma_max to sigma_min, then 0."""
+    i = torch.arange(num_steps, dtype=torch.float64)
+    ramp = i / max(num_steps - 1, 1)
+    sigmas = (sigma_max ** (1 / rho) + ramp * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
+    return torch.cat([sigmas, torch.zeros(1, dtype=torch.float64)])
+
+
+@torch.no_grad()
+def edm_sampler(denoiser, latents, num_steps=18, sigma_min=0.002, sigma_max=80.0, rho=7.0,
+                S_churn=0.0, S_min=0.0, S_max=float("inf"), S_noise=1.0, second_order=True,
+                rng=None):
+    """EDM's sampler (Karras et al. 2022, Algorithm 2): Heun steps, Euler on the last.
+
+    denoiser(x, sigma) returns D(x; sigma) for sigma of shape [B]; latents ~ N(0, I) are
+    scaled by sigma_max. NFE = 2 num_steps - 1 (num_steps with second_order=False).
+    """
+    sigmas = edm_sigmas(num_steps, sigma_min, sigma_max, rho).tolist()
+    x = latents.double() * sigmas[0]
+
+    def slope(x, sigma):
+        sigma_batch = torch.full((x.shape[0],), sigma, dtype=x.dtype, device=x.device)
+        return (x - denoiser(x, sigma_batch).double()) / sigma
+
+    for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
+        gamma = min(S_churn / num_steps, 2**0.5 - 1) if S_min <= sigma <= S_max else 0.0
+        sigma_hat = sigma * (1 + gamma)
+        if gamma > 0:
+            noise = torch.randn(x.shape, device=x.device, generator=rng, dtype=x.dtype)
+            x = x + (sigma_hat**2 - sigma**2) ** 0.5 * S_noise * noise
+        d = slope(x, sigma_hat)
+        x_next = x + (sigma_next - sigma_hat) * d
+        if second_order and sigma_next > 0:  # trapezoidal correction
+            x_next = x + (sigma_next - sigma_hat) * 0.5 * (d + slope(x_next, sigma_next))
+        x = x_next
+    return x.to(latents.dtype)
