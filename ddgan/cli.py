@@ -21,7 +21,7 @@ def cmd_sample(args):
     from .generate import generate
 
     images = generate(args.ckpt, args.num, seed=args.seed, batch_size=args.batch_size,
-                      device=args.device)
+                      device=args.device, steps=args.steps, sampler=args.sampler)
     save_image(images, args.out, nrow=args.nrow or max(1, round(args.num ** 0.5)),
                normalize=True, value_range=(-1, 1))
     print(f"wrote {args.num} samples to {args.out}")
@@ -54,8 +54,9 @@ def build_parser():
                    help="save a checkpoint and exit after STEP steps (for time-limited jobs)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("sample", help="sample images from a checkpoint's EMA generator",
-                       description="Write a grid of samples from the EMA generator.")
+    p = sub.add_parser("sample", help="sample images from a checkpoint's EMA network",
+                       description="Write a grid of samples from a run's EMA network "
+                       "(DDGAN generator, DDPM or EDM denoiser).")
     p.add_argument("--ckpt", required=True, help="e.g. RUN/checkpoints/last.pt")
     p.add_argument("--num", type=int, default=64, help="number of images (default 64)")
     p.add_argument("--out", required=True, help="PNG file for the grid")
@@ -63,6 +64,11 @@ def build_parser():
     p.add_argument("--nrow", type=int, default=None, help="images per row (default sqrt(num))")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    p.add_argument("--steps", type=int, default=None,
+                   help="DDPM: network calls K (default T); EDM: noise levels N (NFE 2N-1); "
+                   "DDGAN: its trained T only")
+    p.add_argument("--sampler", default=None,
+                   help="DDPM: ancestral (default) | ddim; EDM: heun (default) | euler")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("toy", help="2-D multimodality benchmark on a CPU",

@@ -8,7 +8,7 @@ import copy
 import yaml
 
 DEFAULTS = {
-    "method": "ddgan",
+    "method": "ddgan",           # ddgan | ddpm | edm
     "data": {
         "name": "fmnist",        # fmnist | cifar10 | imagefolder
         "root": None,            # folder with the data; else $DDGAN_DATA; else download
@@ -21,6 +21,23 @@ DEFAULTS = {
         "beta_min": 0.1,
         "beta_max": 20.0,
         "eps": 1e-3,             # first observed time of the VP SDE
+    },
+    "ddpm": {                    # method ddpm only
+        "num_steps": 1000,
+        "beta_start": 1e-4,
+        "beta_end": 0.02,
+        "variance": "posterior",  # ancestral sampling: beta | posterior
+        "spacing": "uniform",     # step selection with fewer calls: uniform | quadratic
+        "eta": 0.0,               # DDIM
+    },
+    "edm": {                     # method edm only
+        "sigma_data": 0.5,
+        "P_mean": -1.2,
+        "P_std": 1.2,
+        "num_steps": 18,          # sampling: N noise levels, NFE 2N - 1
+        "sigma_min": 0.002,
+        "sigma_max": 80.0,
+        "rho": 7.0,
     },
     "generator": {
         "base_channels": 64,
@@ -46,9 +63,10 @@ DEFAULTS = {
         "r1_every": 1,           # lazy R1: every k steps, scaled by k
     },
     "optim": {
-        "lr_g": 1.6e-4,
+        "lr_g": 1.6e-4,          # the generator's, or the ddpm/edm network's
         "lr_d": 1.25e-4,
         "betas": [0.5, 0.9],
+        "warmup_steps": 0,       # linear learning-rate warm-up (ddpm, edm)
         "cosine_decay": False,   # cosine decay of both learning rates to lr_min over max_steps
         "lr_min": 1e-5,
         "ema_decay": 0.999,

@@ -19,15 +19,23 @@ class ForwardProcess:
 
     def __init__(self, num_steps, beta_min=0.1, beta_max=20.0, eps=1e-3):
         _check_num_steps(num_steps)
-        self.num_steps = num_steps
         # The schedule is computed in float64 and stored in float32.
         s = eps + (1 - eps) * torch.arange(num_steps + 1, dtype=torch.float64) / num_steps
         abar_vp = torch.exp(-0.5 * s**2 * (beta_max - beta_min) - s * beta_min)
-        betas = 1 - abar_vp[1:] / abar_vp[:-1]
+        self._set_betas(1 - abar_vp[1:] / abar_vp[:-1])
+
+    @classmethod
+    def from_betas(cls, betas):
+        """The same process with given betas, e.g. DDPM's linear schedule (ddgan.samplers.linear_betas)."""
+        process = cls.__new__(cls)
+        process._set_betas(torch.as_tensor(betas, dtype=torch.float64))
+        return process
+
+    def _set_betas(self, betas):
+        self.num_steps = len(betas)
         alphas = 1 - betas
         abar = torch.cumprod(alphas, 0)
         abar_prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])
-
         self.betas = betas.float()
         self.alphas_cumprod = abar.float()
         self.alphas_cumprod_prev = abar_prev.float()

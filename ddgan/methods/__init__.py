@@ -1,7 +1,9 @@
 """Training methods, by the config's `method` key. Each supplies train_step, sample and state."""
 from .ddgan import DDGAN
+from .ddpm import DDPM
+from .edm import EDM
 
-METHODS = {"ddgan": DDGAN}
+METHODS = {"ddgan": DDGAN, "ddpm": DDPM, "edm": EDM}
 
 
 def method_class(cfg):

@@ -4,13 +4,13 @@ The two step functions work on any G(x_t, z, t) and D(x_{t-1}, x_t, t), image or
 2-D; the DDGAN class binds them to the networks, optimisers and EMA of a run.
 """
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from divergences import get_divergence, gradient_penalty, r1_penalty
 
 from ..diffusion import ForwardProcess
 from ..networks import Discriminator, UNet
 from ..samplers import ddgan_sampler
+from .common import grad_norm, make_ema
 
 
 def random_steps(process, batch, device):
@@ -111,7 +111,7 @@ class DDGAN:
     """A DDGAN run's trainable state: G, D, their optimisers, G's EMA, the divergence."""
 
     def __init__(self, cfg, image_shape, accelerator):
-        self.accelerator = accelerator
+        self.accelerator, self.cfg = accelerator, cfg
         self.image_shape = tuple(image_shape)
         self.process, self.divergence = self.check_config(cfg)
         self.nz = cfg["generator"]["nz"]
@@ -120,8 +120,7 @@ class DDGAN:
         generator = build_generator(cfg, image_shape)
         discriminator = build_discriminator(cfg, image_shape)
         # The EMA copy is made before accelerate wraps G, so it stays a plain module.
-        self.ema = AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(cfg["optim"]["ema_decay"]),
-                                 use_buffers=True).to(accelerator.device).requires_grad_(False)
+        self.ema = make_ema(generator, cfg["optim"]["ema_decay"], accelerator.device)
         o = cfg["optim"]
         opt_g = torch.optim.Adam(generator.parameters(), lr=o["lr_g"], betas=tuple(o["betas"]))
         opt_d = torch.optim.Adam(discriminator.parameters(), lr=o["lr_d"], betas=tuple(o["betas"]))
@@ -165,22 +164,32 @@ class DDGAN:
         if self.last_r1 is not None:
             stats["r1"] = self.last_r1
         if with_grad_norms:
-            stats["grad_norm_d"] = _grad_norm(self.discriminator)
+            stats["grad_norm_d"] = grad_norm(self.discriminator)
         stats.update(generator_step(self.generator, acc.unwrap_model(self.discriminator),
                                     self.opt_g, self.process, self.divergence, x0, self.nz,
                                     acc.backward))
         if with_grad_norms:
-            stats["grad_norm_g"] = _grad_norm(self.generator)
+            stats["grad_norm_g"] = grad_norm(self.generator)
         self.ema.update_parameters(acc.unwrap_model(self.generator))
         for scheduler in self.schedulers:
             scheduler.step()
         return stats
 
+    build_network = staticmethod(build_generator)
+
+    @staticmethod
+    def sample_with(generator, cfg, image_shape, num, rng, steps=None, sampler=None):
+        """num images from G with the run's trained T (T network calls)."""
+        process = build_process(cfg)
+        if steps not in (None, process.num_steps) or sampler is not None:
+            raise ValueError(f"a DDGAN samples with its trained T = {process.num_steps} and its own "
+                             f"sampler; a sweep over T is a set of runs")
+        x_T = torch.randn(num, *image_shape, device=rng.device, generator=rng)
+        return ddgan_sampler(generator, process, x_T, cfg["generator"]["nz"], rng)
+
     def sample(self, num, rng):
         """num images in [-1, 1] from the EMA generator."""
-        model = self.ema.module.eval()
-        x_T = torch.randn(num, *self.image_shape, device=rng.device, generator=rng)
-        return ddgan_sampler(model, self.process, x_T, self.nz, rng)
+        return self.sample_with(self.ema.module.eval(), self.cfg, self.image_shape, num, rng)
 
     def state_dict(self):
         unwrap = self.accelerator.unwrap_model
@@ -203,7 +212,3 @@ class DDGAN:
         for scheduler, s in zip(self.schedulers, state["schedulers"]):
             scheduler.load_state_dict(s)
 
-
-def _grad_norm(module):
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))

@@ -1,0 +1,79 @@
+"""The baselines' common part: one network trained by regression, with its optimiser and EMA.
+
+A subclass supplies build_network, loss and sample_with; the training loop,
+logging and checkpoints are train.py's, shared with DDGAN.
+"""
+import torch
+
+from ..networks import UNet
+from .common import grad_norm, make_ema
+
+
+def build_backbone(cfg, image_shape):
+    """The shared U-Net with z and tanh switched off."""
+    channels, height, _ = image_shape
+    g = cfg["generator"]
+    return UNet(height, channels, base_channels=g["base_channels"],
+                channel_mult=tuple(g["channel_mult"]), num_res_blocks=g["num_res_blocks"],
+                attn_resolutions=tuple(g["attn_resolutions"]), dropout=g["dropout"], nz=0,
+                tanh_output=False)
+
+
+class DenoisingMethod:
+    batches_per_step = 1
+
+    def __init__(self, cfg, image_shape, accelerator):
+        self.check_config(cfg)
+        self.accelerator, self.cfg, self.image_shape = accelerator, cfg, tuple(image_shape)
+        network = self.build_network(cfg, image_shape)
+        o = cfg["optim"]
+        self.ema = make_ema(network, o["ema_decay"], accelerator.device)
+        optimizer = torch.optim.Adam(network.parameters(), lr=o["lr_g"], betas=tuple(o["betas"]))
+        self.network, self.optimizer = accelerator.prepare(network, optimizer)
+        max_steps, warmup = cfg["train"]["max_steps"], o["warmup_steps"]
+        schedule = [torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: min(1.0, (step + 1) / warmup))
+                    ] if warmup else []
+        if o["cosine_decay"]:
+            schedule.append(torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, max_steps, o["lr_min"]))
+        self.schedulers = schedule
+
+    @staticmethod
+    def check_config(cfg):
+        g, o = cfg["generator"], cfg["optim"]
+        if g["nz"] or g["tanh_output"]:
+            raise ValueError(f"{cfg['method']} uses the backbone without a latent or tanh: set "
+                             f"generator.nz=0 and generator.tanh_output=false")
+        if o["warmup_steps"] and o["cosine_decay"]:
+            raise ValueError("choose one learning-rate schedule: optim.warmup_steps or "
+                             "optim.cosine_decay")
+
+    def loss(self, network, x0):
+        raise NotImplementedError
+
+    def train_step(self, batches, step, with_grad_norms=False):
+        loss = self.loss(self.network, next(batches))
+        self.optimizer.zero_grad(set_to_none=True)
+        self.accelerator.backward(loss)
+        stats = {"loss": loss.detach()}
+        if with_grad_norms:
+            stats["grad_norm"] = grad_norm(self.network)
+        self.optimizer.step()
+        self.ema.update_parameters(self.accelerator.unwrap_model(self.network))
+        for scheduler in self.schedulers:
+            scheduler.step()
+        return stats
+
+    def sample(self, num, rng):
+        return self.sample_with(self.ema.module.eval(), self.cfg, self.image_shape, num, rng)
+
+    def state_dict(self):
+        return {"network": self.accelerator.unwrap_model(self.network).state_dict(),
+                "ema": self.ema.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "schedulers": [s.state_dict() for s in self.schedulers]}
+
+    def load_state_dict(self, state):
+        self.accelerator.unwrap_model(self.network).load_state_dict(state["network"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        for scheduler, s in zip(self.schedulers, state["schedulers"]):
+            scheduler.load_state_dict(s)
