@@ -124,11 +124,12 @@ def train(cfg, resume=False, stop_at=None):
         dump_config(cfg, run.config)
 
     def save(step):
-        if not _all_finite(method.state_dict()):
+        method_state = method.state_dict()
+        if not _all_finite(method_state):
             raise NonFiniteLossError(f"non-finite weights at step {step}; training stopped and "
                                      f"{run.last} (step {last_good}) was kept")
         state = {"step": step, "config": cfg, "image_shape": tuple(images.shape[1:]),
-                 "method": method.state_dict(), "data": batches.state_dict(),
+                 "method": method_state, "data": batches.state_dict(),
                  "rng": gather_object([checkpoint.rng_state()])}
         if main:
             checkpoint.atomic_save(state, run.last)

@@ -8,8 +8,9 @@ import torch
 from divergences import get_divergence, gradient_penalty, r1_penalty
 
 from ..diffusion import ForwardProcess
-from ..networks import Discriminator, UNet
+from ..networks import Discriminator
 from ..samplers import ddgan_sampler
+from .common import build_unet as build_generator
 from .common import grad_norm, make_ema
 
 
@@ -72,18 +73,6 @@ def generator_step(generator, discriminator, optimizer, process, divergence, x0,
     backward(loss)
     optimizer.step()
     return {"g_loss": loss.detach()}
-
-
-def build_generator(cfg, image_shape):
-    channels, height, width = image_shape
-    if height != width:
-        raise ValueError(f"images must be square, got {height}x{width}")
-    g = cfg["generator"]
-    return UNet(height, channels, base_channels=g["base_channels"],
-                channel_mult=tuple(g["channel_mult"]), num_res_blocks=g["num_res_blocks"],
-                attn_resolutions=tuple(g["attn_resolutions"]), dropout=g["dropout"],
-                nz=g["nz"], z_emb_dim=g["z_emb_dim"], n_mlp=g["n_mlp"],
-                tanh_output=g["tanh_output"])
 
 
 def build_discriminator(cfg, image_shape):

@@ -4,7 +4,8 @@ import torch.nn.functional as F
 
 from ..diffusion import ForwardProcess
 from ..samplers import ancestral_sampler, ddim_sampler, linear_betas, select_steps
-from .denoising import DenoisingMethod, build_backbone
+from .common import build_unet
+from .denoising import DenoisingMethod
 
 
 def build_ddpm_process(cfg):
@@ -13,7 +14,7 @@ def build_ddpm_process(cfg):
 
 
 class DDPM(DenoisingMethod):
-    build_network = staticmethod(build_backbone)
+    build_network = staticmethod(build_unet)
 
     def __init__(self, cfg, image_shape, accelerator):
         super().__init__(cfg, image_shape, accelerator)

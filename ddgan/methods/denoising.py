@@ -5,18 +5,7 @@ logging and checkpoints are train.py's, shared with DDGAN.
 """
 import torch
 
-from ..networks import UNet
 from .common import grad_norm, make_ema
-
-
-def build_backbone(cfg, image_shape):
-    """The shared U-Net with z and tanh switched off."""
-    channels, height, _ = image_shape
-    g = cfg["generator"]
-    return UNet(height, channels, base_channels=g["base_channels"],
-                channel_mult=tuple(g["channel_mult"]), num_res_blocks=g["num_res_blocks"],
-                attn_resolutions=tuple(g["attn_resolutions"]), dropout=g["dropout"], nz=0,
-                tanh_output=False)
 
 
 class DenoisingMethod:

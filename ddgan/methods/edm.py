@@ -3,11 +3,12 @@ import torch
 
 from ..networks.precond import EDMPrecond
 from ..samplers import edm_sampler
-from .denoising import DenoisingMethod, build_backbone
+from .common import build_unet
+from .denoising import DenoisingMethod
 
 
 def build_edm_network(cfg, image_shape):
-    return EDMPrecond(build_backbone(cfg, image_shape), cfg["edm"]["sigma_data"])
+    return EDMPrecond(build_unet(cfg, image_shape), cfg["edm"]["sigma_data"])
 
 
 class EDM(DenoisingMethod):

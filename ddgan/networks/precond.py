@@ -4,7 +4,6 @@ D(x; sigma) = c_skip x + c_out F(c_in x; c_noise), so that the network F sees
 unit-variance inputs and learns a unit-variance target at every noise level.
 The noise level enters F through its time embedding as c_noise = ln(sigma) / 4.
 """
-import torch
 from torch import nn
 
 
