@@ -31,7 +31,7 @@ def cmd_toy(args):
     from .toy import run_toy
 
     metrics = run_toy(args.data, args.divergence, args.steps, out=args.out, iters=args.iters,
-                      seed=args.seed)
+                      seed=args.seed, method=args.method, sampler=args.sampler)
     print(json.dumps({k: v for k, v in metrics.items() if k != "hyperparameters"}))
 
 
@@ -72,14 +72,19 @@ def build_parser():
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("toy", help="2-D multimodality benchmark on a CPU",
-                       description="Train a DDGAN with MLPs on a 2-D mixture of Gaussians and "
-                       "write DIR/metrics.json (modes covered, high-quality fraction) and "
-                       "DIR/samples.png.")
+                       description="Train a DDGAN (or a DDPM / EDM baseline) with MLPs on a 2-D "
+                       "mixture of Gaussians and write DIR/metrics.json (modes covered, "
+                       "high-quality fraction) and DIR/samples.png.")
     p.add_argument("--data", default="25gaussians", choices=["25gaussians", "8gaussians"])
-    p.add_argument("--divergence", default="js", choices=list(DIVERGENCES))
-    p.add_argument("--steps", type=int, default=4, help="T, the number of denoising steps")
+    p.add_argument("--method", default="ddgan", choices=["ddgan", "ddpm", "edm"])
+    p.add_argument("--divergence", default="js", choices=list(DIVERGENCES), help="DDGAN only")
+    p.add_argument("--steps", type=int, default=4,
+                   help="DDGAN: T; DDPM: network calls K (trained at T = 1000); EDM: noise levels N")
+    p.add_argument("--sampler", default=None,
+                   help="DDPM: ancestral (default) | ddim; EDM: heun (default) | euler")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--iters", type=int, default=None, help="discriminator steps (default 4000); G takes iters / n_critic")
+    p.add_argument("--iters", type=int, default=None,
+                   help="training steps (default 4000); DDGAN: discriminator steps, G takes iters / n_critic")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_toy)
     return parser

@@ -14,6 +14,11 @@ def _check_num_steps(num_steps):
         )
 
 
+def per_sample(values, x):
+    """Per-sample values [B] shaped to broadcast against x [B, ...]."""
+    return values.reshape(-1, *([1] * (x.ndim - 1)))
+
+
 class ForwardProcess:
     """q(x_t | x_{t-1}) = N(sqrt(1 - beta_t) x_{t-1}, beta_t I), t = 1..T."""
 
@@ -48,8 +53,7 @@ class ForwardProcess:
         if t.min() < 1 or t.max() > self.num_steps:
             raise ValueError(f"t must lie in 1..{self.num_steps}, got values in "
                              f"{int(t.min())}..{int(t.max())}")
-        picked = values.to(device=x.device, dtype=x.dtype)[t - 1]
-        return picked.reshape(-1, *([1] * (x.ndim - 1)))
+        return per_sample(values.to(device=x.device, dtype=x.dtype)[t - 1], x)
 
     def q_sample(self, x0, t, noise=None):
         """x_t ~ q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I)."""

@@ -1,7 +1,7 @@
-"""The 2-D multimodality benchmark: DDGAN on mixtures of sharp Gaussians, on a CPU.
+"""The 2-D multimodality benchmark: DDGAN, DDPM and EDM on mixtures of sharp Gaussians, on a CPU.
 
-The model sees the data times `data_scale` (2: the 25 modes at {-4..4}^2 with
-std 0.1, the usual 25-Gaussians scale); the metrics are computed on
+The model sees the data times `data_scale` (DDGAN's 2: the 25 modes at {-4..4}^2
+with std 0.1, the usual 25-Gaussians scale); the metrics are computed on
 10,000 samples in the original coordinates:
   modes_covered          modes holding >= 1% of the samples within 3 std
   high_quality_fraction  samples within 3 std of some mode
@@ -16,9 +16,14 @@ from tqdm import tqdm
 
 from divergences import get_divergence
 
+from .config import DEFAULTS
 from .diffusion import ForwardProcess
+from .methods import METHODS
 from .methods.ddgan import discriminator_step, generator_step
+from .methods.ddpm import build_ddpm_process, ddpm_loss
+from .methods.edm import edm_loss
 from .networks import MLPDiscriminator, MLPGenerator
+from .networks.precond import EDMPrecond
 from .samplers import ddgan_sampler
 
 MODE_STD = 0.05
@@ -59,57 +64,53 @@ TOY_DEFAULTS = {"iters": 4000, "batch_size": 256, "hidden": 128, "depth": 3, "nz
                 "lr_g": 5e-4, "lr_d": 5e-4, "betas": (0.0, 0.99), "r1_gamma": 0.05,
                 "lr_decay": True, "fourier_features": 64, "g_fourier_scale": 0.5,
                 "d_fourier_scale": 1.0, "data_scale": 2.0}
+# The baselines' denoisers regress, so they take Adam's usual betas. EDM sees the data at
+# std 0.7, near its sigma_data = 0.5 as images in [-1, 1] are (15/25 modes at 35 NFE at
+# scale 2, 25/25 at 0.5); DDPM covers 25/25 at 1000 steps at scale 2 (0/25 at 0.5).
+BASELINE_DEFAULTS = {"ddpm": {"betas": (0.9, 0.999)},
+                     "edm": {"betas": (0.9, 0.999), "data_scale": 0.5}}
 
 
 def run_toy(data="25gaussians", divergence="js", steps=4, out=None, iters=None, seed=0,
-            **overrides):
-    """Train a 2-D DDGAN; returns the metrics (and writes metrics.json + a PNG to `out`).
+            method="ddgan", sampler=None, **overrides):
+    """Train on a 2-D mixture; returns the metrics (and writes metrics.json + a PNG to `out`).
 
-    `iters` counts discriminator steps, so that every divergence gets the same budget:
-    with n_critic critic steps per generator step (5 for wgan-gp) G takes iters / n_critic
-    steps. R1 (r1_gamma) regularises the f-divergences; wgan-gp has its gradient penalty.
+    method 'ddgan': T = steps; `iters` counts discriminator steps, so that every divergence
+    gets the same budget: with n_critic critic steps per generator step (5 for wgan-gp) G
+    takes iters / n_critic steps. R1 (r1_gamma) regularises the f-divergences; wgan-gp has
+    its gradient penalty. Methods 'ddpm' and 'edm': the same MLP (without z) trained as a
+    denoiser for `iters` steps with the images' defaults (DDPM's T = 1000 linear betas, EDM's
+    sigma distribution), sampled with K = steps calls (DDPM, sampler ancestral | ddim) or
+    N = steps noise levels (EDM, sampler heun | euler).
     """
     unknown = set(overrides) - set(TOY_DEFAULTS)
     if unknown:
         raise ValueError(f"unknown toy option(s) {sorted(unknown)}; valid: {sorted(TOY_DEFAULTS)}")
-    hp = {**TOY_DEFAULTS, **overrides, "iters": TOY_DEFAULTS["iters"] if iters is None else iters}
+    if method not in TOY_METHODS:
+        raise ValueError(f"unknown toy method {method!r}; valid: {', '.join(TOY_METHODS)}")
+    hp = {**TOY_DEFAULTS, **BASELINE_DEFAULTS.get(method, {}), **overrides,
+          "iters": TOY_DEFAULTS["iters"] if iters is None else iters}
     torch.manual_seed(seed)
     centres = mode_centres(data)
-    process = ForwardProcess(steps)
-    div = get_divergence(divergence)
-    generator = MLPGenerator(nz=hp["nz"], hidden=hp["hidden"], depth=hp["depth"],
-                             fourier_features=hp["fourier_features"],
-                             fourier_scale=hp["g_fourier_scale"])
-    discriminator = MLPDiscriminator(hidden=hp["hidden"], depth=hp["depth"],
-                                     fourier_features=hp["fourier_features"],
-                                     fourier_scale=hp["d_fourier_scale"])
-    opt_g = torch.optim.Adam(generator.parameters(), lr=hp["lr_g"], betas=hp["betas"])
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=hp["lr_d"], betas=hp["betas"])
+    model = TOY_METHODS[method](hp, method, steps, divergence, sampler)
 
-    schedulers = [torch.optim.lr_scheduler.CosineAnnealingLR(opt, hp["iters"] // div.n_critic)
-                  for opt in (opt_g, opt_d)] if hp["lr_decay"] else []
-    r1_weight = 0.0 if div.gp_weight else hp["r1_gamma"] / 2
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     started = time.perf_counter()
     try:
-        for _ in tqdm(range(hp["iters"] // div.n_critic), desc=f"toy {data} {divergence} T={steps}",
-                      unit="G step"):
-            for _ in range(div.n_critic):
-                x0 = sample_mixture(centres, hp["batch_size"]) * hp["data_scale"]
-                discriminator_step(generator, discriminator, opt_d, process, div, x0, hp["nz"],
-                                   r1_weight=r1_weight)
-            generator_step(generator, discriminator, opt_g, process, div, x0, hp["nz"])
-            for scheduler in schedulers:
+        label = f"toy {data} {method} {divergence if method == 'ddgan' else model.sampler} steps={steps}"
+        for _ in tqdm(range(model.num_updates), desc=label, unit="update"):
+            model.train_step(lambda: sample_mixture(centres, hp["batch_size"]) * hp["data_scale"])
+            for scheduler in model.schedulers:
                 scheduler.step()
     finally:
         torch.set_num_threads(threads)
     train_seconds = time.perf_counter() - started
 
     rng = torch.Generator().manual_seed(seed + 1)
-    x_T = torch.randn(NUM_EVAL_SAMPLES, 2, generator=rng)
-    samples = ddgan_sampler(generator.eval(), process, x_T, hp["nz"], rng) / hp["data_scale"]
-    metrics = {"data": data, "divergence": divergence, "steps": steps, "seed": seed,
+    samples = model.sample(NUM_EVAL_SAMPLES, rng) / hp["data_scale"]
+    metrics = {"data": data, "method": method, "divergence": divergence if method == "ddgan" else None,
+               "sampler": model.sampler, "steps": steps, "nfe": model.nfe, "seed": seed,
                **mode_metrics(samples, centres), "num_samples": NUM_EVAL_SAMPLES,
                "train_seconds": round(train_seconds, 1),
                "hyperparameters": {k: list(v) if isinstance(v, tuple) else v
@@ -122,15 +123,97 @@ def run_toy(data="25gaussians", divergence="js", steps=4, out=None, iters=None, 
     return metrics
 
 
+def cosine_schedules(optimizers, hp, num_updates):
+    if not hp["lr_decay"]:
+        return []
+    return [torch.optim.lr_scheduler.CosineAnnealingLR(opt, num_updates) for opt in optimizers]
+
+
+class ToyDDGAN:
+    """MLP generator and discriminator; one update is n_critic D steps and one G step."""
+    sampler = "ddgan"
+
+    def __init__(self, hp, method, steps, divergence, sampler=None):
+        if sampler not in (None, "ddgan"):
+            raise ValueError(f"DDGAN has one sampler; got {sampler!r}")
+        self.hp, self.process, self.div = hp, ForwardProcess(steps), get_divergence(divergence)
+        self.generator = MLPGenerator(nz=hp["nz"], hidden=hp["hidden"], depth=hp["depth"],
+                                      fourier_features=hp["fourier_features"],
+                                      fourier_scale=hp["g_fourier_scale"])
+        self.discriminator = MLPDiscriminator(hidden=hp["hidden"], depth=hp["depth"],
+                                              fourier_features=hp["fourier_features"],
+                                              fourier_scale=hp["d_fourier_scale"])
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=hp["lr_g"], betas=hp["betas"])
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp["lr_d"], betas=hp["betas"])
+        self.num_updates, self.nfe = hp["iters"] // self.div.n_critic, steps
+        self.schedulers = cosine_schedules([self.opt_g, self.opt_d], hp, self.num_updates)
+        self.r1_weight = 0.0 if self.div.gp_weight else hp["r1_gamma"] / 2
+
+    def train_step(self, draw_batch):
+        for _ in range(self.div.n_critic):
+            x0 = draw_batch()
+            discriminator_step(self.generator, self.discriminator, self.opt_d, self.process,
+                               self.div, x0, self.hp["nz"], r1_weight=self.r1_weight)
+        generator_step(self.generator, self.discriminator, self.opt_g, self.process, self.div,
+                       x0, self.hp["nz"])
+
+    def sample(self, num, rng):
+        x_T = torch.randn(num, 2, generator=rng)
+        return ddgan_sampler(self.generator.eval(), self.process, x_T, self.hp["nz"], rng)
+
+
+class ToyDenoiser:
+    """The generator's MLP without z, trained by the method's regression loss."""
+
+    def __init__(self, hp, method, steps, divergence=None, sampler=None):
+        self.method, self.hp, self.steps = method, hp, steps
+        self.cfg = {section: dict(DEFAULTS[section]) for section in ("ddpm", "edm")}
+        network = MLPGenerator(nz=0, hidden=hp["hidden"], depth=hp["depth"],
+                               fourier_features=hp["fourier_features"],
+                               fourier_scale=hp["g_fourier_scale"])
+        if method == "edm":
+            network = EDMPrecond(network, self.cfg["edm"]["sigma_data"])
+            self.sampler = sampler or "heun"
+            self.nfe = 2 * steps - 1 if self.sampler == "heun" else steps
+        else:
+            self.process = build_ddpm_process(self.cfg)
+            self.sampler, self.nfe = sampler or "ancestral", steps
+        self.network = network
+        self.optimizer = torch.optim.Adam(network.parameters(), lr=hp["lr_g"], betas=hp["betas"])
+        self.num_updates = hp["iters"]
+        self.schedulers = cosine_schedules([self.optimizer], hp, self.num_updates)
+        # Fail before training on a sampler or step count the method cannot use.
+        METHODS[method].sample_with(network, self.cfg, (2,), 1, torch.Generator(), steps, self.sampler)
+
+    def train_step(self, draw_batch):
+        x0 = draw_batch()
+        if self.method == "ddpm":
+            loss = ddpm_loss(self.network, self.process, x0)
+        else:
+            e = self.cfg["edm"]
+            loss = edm_loss(self.network, x0, e["P_mean"], e["P_std"], e["sigma_data"])
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+    def sample(self, num, rng):
+        return METHODS[self.method].sample_with(self.network.eval(), self.cfg, (2,), num, rng,
+                                                self.steps, self.sampler)
+
+
+TOY_METHODS = {"ddgan": ToyDDGAN, "ddpm": ToyDenoiser, "edm": ToyDenoiser}
+
+
 def scatter_plot(samples, centres, metrics, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 5))
-    ax.scatter(samples[:, 0], samples[:, 1], s=1, alpha=0.3, label="DDGAN samples")
+    ax.scatter(samples[:, 0], samples[:, 1], s=1, alpha=0.3, label=f"{metrics['method']} samples")
     ax.scatter(centres[:, 0], centres[:, 1], s=20, c="red", marker="x", label="modes")
-    ax.set_title(f"{metrics['data']}, {metrics['divergence']}, T={metrics['steps']}: "
+    how = metrics["divergence"] if metrics["method"] == "ddgan" else metrics["sampler"]
+    ax.set_title(f"{metrics['data']}, {metrics['method']} {how}, {metrics['nfe']} NFE: "
                  f"{metrics['modes_covered']}/{metrics['num_modes']} modes, "
                  f"HQ {metrics['high_quality_fraction']:.2f}", fontsize=9)
     ax.set_xlim(-3, 3)

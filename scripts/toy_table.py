@@ -1,10 +1,12 @@
-"""The 2-D benchmark over divergences x T: prints a Markdown table and writes JSON.
+"""The 2-D benchmark over models x steps: prints a Markdown table and writes JSON.
 
     python scripts/toy_table.py --out runs/toy_table [--data 25gaussians] [--steps 1 2 4]
+        [--models ddgan:js ddgan:tv ddpm:ancestral ddpm:ddim edm:heun edm:euler]
 
-Each cell is one `ddgan toy` run with its defaults (DIR/<divergence>_T<steps>/
-holds its metrics.json and scatter plot). A benchmark, not a test: about a
-minute per cell on 2 CPU cores.
+A model is METHOD:DIVERGENCE for DDGAN and METHOD:SAMPLER for the baselines
+(default: the five divergences). Each cell is one `ddgan toy` run with its
+defaults; DIR/<method>_<name>_<steps>/ holds its metrics.json and scatter plot.
+A benchmark, not a test: 10-60 s per cell on 2 CPU cores.
 """
 import argparse
 import json
@@ -14,16 +16,24 @@ from ddgan.toy import run_toy
 from divergences import DIVERGENCES
 
 
+def run_model(model, steps, data, seed, out):
+    method, name = model.split(":")
+    kind = {"divergence": name} if method == "ddgan" else {"sampler": name}
+    metrics = run_toy(data, method=method, steps=steps, seed=seed,
+                      out=out / f"{method}_{name}_{steps}", **kind)
+    return {"model": model, **{k: v for k, v in metrics.items() if k != "hyperparameters"}}
+
+
 def markdown_table(rows, steps):
-    header = "| divergence | " + " | ".join(f"T = {t}: modes, HQ, s" for t in steps) + " |"
+    header = "| model | " + " | ".join(f"steps = {s}: modes, HQ, NFE, s" for s in steps) + " |"
     lines = [header, "|---" * (len(steps) + 1) + "|"]
-    for divergence in dict.fromkeys(r["divergence"] for r in rows):
+    for model in dict.fromkeys(r["model"] for r in rows):
         cells = []
-        for t in steps:
-            r = next(r for r in rows if r["divergence"] == divergence and r["steps"] == t)
+        for s in steps:
+            r = next(r for r in rows if r["model"] == model and r["steps"] == s)
             cells.append(f"{r['modes_covered']}/{r['num_modes']}, {r['high_quality_fraction']:.2f}, "
-                         f"{r['train_seconds']:.0f}")
-        lines.append(f"| `{divergence}` | " + " | ".join(cells) + " |")
+                         f"{r['nfe']}, {r['train_seconds']:.0f}")
+        lines.append(f"| `{model}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -32,17 +42,15 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--data", default="25gaussians")
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--divergences", nargs="+", default=list(DIVERGENCES))
+    parser.add_argument("--models", nargs="+", default=[f"ddgan:{d}" for d in DIVERGENCES])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     out = Path(args.out)
     rows = []
-    for divergence in args.divergences:
+    for model in args.models:
         for steps in args.steps:
-            metrics = run_toy(args.data, divergence, steps, out=out / f"{divergence}_T{steps}",
-                              seed=args.seed)
-            rows.append({k: v for k, v in metrics.items() if k != "hyperparameters"})
+            rows.append(run_model(model, steps, args.data, args.seed, out))
             print(json.dumps(rows[-1]), flush=True)
     table = markdown_table(rows, args.steps)
     (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")

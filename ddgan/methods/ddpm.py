@@ -13,6 +13,13 @@ def build_ddpm_process(cfg):
     return ForwardProcess.from_betas(linear_betas(d["num_steps"], d["beta_start"], d["beta_end"]))
 
 
+def ddpm_loss(network, process, x0):
+    """E || eps - eps_theta(sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, t) ||^2, t ~ U{1..T}."""
+    t = torch.randint(1, process.num_steps + 1, (x0.shape[0],), device=x0.device)
+    noise = torch.randn_like(x0)
+    return F.mse_loss(network(process.q_sample(x0, t, noise), None, t).float(), noise)
+
+
 class DDPM(DenoisingMethod):
     build_network = staticmethod(build_unet)
 
@@ -21,10 +28,7 @@ class DDPM(DenoisingMethod):
         self.process = build_ddpm_process(cfg)
 
     def loss(self, network, x0):
-        """E || eps - eps_theta(sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, t) ||^2, t ~ U{1..T}."""
-        t = torch.randint(1, self.process.num_steps + 1, (x0.shape[0],), device=x0.device)
-        noise = torch.randn_like(x0)
-        return F.mse_loss(network(self.process.q_sample(x0, t, noise), None, t).float(), noise)
+        return ddpm_loss(network, self.process, x0)
 
     @staticmethod
     def sample_with(network, cfg, image_shape, num, rng, steps=None, sampler=None):

@@ -1,6 +1,7 @@
 """EDM (Karras et al. 2022): the preconditioned denoiser on the shared backbone."""
 import torch
 
+from ..diffusion import per_sample
 from ..networks.precond import EDMPrecond
 from ..samplers import edm_sampler
 from .common import build_unet
@@ -11,17 +12,20 @@ def build_edm_network(cfg, image_shape):
     return EDMPrecond(build_unet(cfg, image_shape), cfg["edm"]["sigma_data"])
 
 
+def edm_loss(network, x0, P_mean=-1.2, P_std=1.2, sigma_data=0.5):
+    """lambda(sigma) || D(x_0 + n; sigma) - x_0 ||^2, ln sigma ~ N(P_mean, P_std^2), n ~ N(0, sigma^2 I)."""
+    sigma = (torch.randn(x0.shape[0], device=x0.device) * P_std + P_mean).exp()
+    weight = (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
+    denoised = network(x0 + per_sample(sigma, x0) * torch.randn_like(x0), sigma)
+    return (per_sample(weight, x0) * (denoised.float() - x0) ** 2).mean()
+
+
 class EDM(DenoisingMethod):
     build_network = staticmethod(build_edm_network)
 
     def loss(self, network, x0):
-        """lambda(sigma) || D(x_0 + n; sigma) - x_0 ||^2, ln sigma ~ N(P_mean, P_std^2)."""
         e = self.cfg["edm"]
-        sigma = (torch.randn(x0.shape[0], device=x0.device) * e["P_std"] + e["P_mean"]).exp()
-        sd = e["sigma_data"]
-        weight = ((sigma**2 + sd**2) / (sigma * sd) ** 2).view(-1, 1, 1, 1)
-        denoised = network(x0 + sigma.view(-1, 1, 1, 1) * torch.randn_like(x0), sigma)
-        return (weight * (denoised.float() - x0) ** 2).mean()
+        return edm_loss(network, x0, e["P_mean"], e["P_std"], e["sigma_data"])
 
     @staticmethod
     def sample_with(network, cfg, image_shape, num, rng, steps=None, sampler=None):

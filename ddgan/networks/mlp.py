@@ -29,10 +29,12 @@ class FourierFeatures(nn.Module):
 
 
 class MLPGenerator(nn.Module):
-    """G(x_t, z, t) -> x_0 prediction for points in R^dim.
+    """G(x_t, z, t) -> x_0 prediction for points in R^dim; with nz = 0 (z None) the
+    baselines' denoiser, as the U-Net serves both.
 
     x_t enters through Fourier features as well: a plain MLP learns the
     step-like map from x_t to the nearest sharp mode too slowly (spectral bias).
+    t may be real (EDM's noise label).
     """
 
     def __init__(self, dim=2, nz=2, hidden=256, depth=3, t_dim=16, fourier_features=64,
@@ -43,8 +45,8 @@ class MLPGenerator(nn.Module):
         self.net = mlp(self.features.out_dim + nz + t_dim, hidden, depth, dim, nn.SiLU)
 
     def forward(self, x_t, z, t):
-        emb = timestep_embedding(t, self.t_dim)
-        return self.net(torch.cat([self.features(x_t), z, emb], dim=1))
+        latent = [z] if self.nz else []
+        return self.net(torch.cat([self.features(x_t), *latent, timestep_embedding(t, self.t_dim)], dim=1))
 
 
 class MLPDiscriminator(nn.Module):

@@ -6,6 +6,8 @@ The noise level enters F through its time embedding as c_noise = ln(sigma) / 4.
 """
 from torch import nn
 
+from ..diffusion import per_sample
+
 
 def edm_coefficients(sigma, sigma_data=0.5):
     """(c_skip, c_out, c_in, c_noise) for noise levels sigma."""
@@ -22,6 +24,6 @@ class EDMPrecond(nn.Module):
     def forward(self, x, sigma):
         """D(x; sigma) for sigma of shape [B]; computed in float32 whatever x's dtype."""
         x32, sigma = x.float(), sigma.float().reshape(-1)
-        c_skip, c_out, c_in, c_noise = edm_coefficients(sigma.view(-1, 1, 1, 1), self.sigma_data)
+        c_skip, c_out, c_in, c_noise = edm_coefficients(per_sample(sigma, x32), self.sigma_data)
         out = self.network(c_in * x32, None, c_noise.reshape(-1))
         return (c_skip * x32 + c_out * out.float()).to(x.dtype)
