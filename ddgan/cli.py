@@ -1,4 +1,4 @@
-"""The `ddgan` command: train, sample, toy."""
+"""The `ddgan` command: train, sample, toy, featnet, eval, plot."""
 import argparse
 import json
 import sys
@@ -33,6 +33,44 @@ def cmd_toy(args):
     metrics = run_toy(args.data, args.divergence, args.steps, out=args.out, iters=args.iters,
                       seed=args.seed, method=args.method, sampler=args.sampler)
     print(json.dumps({k: v for k, v in metrics.items() if k != "hyperparameters"}))
+
+
+def cmd_featnet(args):
+    from pathlib import Path
+
+    from .featnet import train_featnet
+
+    cfg_data = {"name": args.data, "root": args.data_root, "image_size": None}
+    info = train_featnet(cfg_data, Path(args.out), epochs=args.epochs, seed=args.seed,
+                         device=args.device)
+    print(json.dumps(info))
+    print(f"featnet {info['hash']}: test accuracy {info['test_accuracy']:.4f} on "
+          f"{info['num_test_images']} {info['data']} test images; saved to {args.out}")
+
+
+def cmd_eval(args):
+    from .evaluate import evaluate_runs, write_results
+
+    rows = evaluate_runs(args.runs, args.extractor, steps=args.steps,
+                         samplers=args.samplers.split(",") if args.samplers else None,
+                         num_samples=args.num_samples, metrics=args.metrics.split(","),
+                         seed=args.seed, batch_size=args.batch_size, device=args.device,
+                         checkpoint_name=args.checkpoint, data_root=args.data_root,
+                         grid_dir=args.out.removesuffix(".json") + "_grids",
+                         inception_weights=args.inception_weights)
+    csv_path = write_results(rows, args.out)
+    for row in rows:
+        print(f"{row['run']} {row['sampler']} steps={row['steps']} NFE={row['nfe']}: "
+              f"{row['metric_name']} {row['fd']:.2f} (n={row['n_samples']}, "
+              f"{row['extractor']}:{row['extractor_hash']}), {row['img_per_s']:.1f} img/s")
+    print(f"wrote {args.out}; appended {len(rows)} row(s) to {csv_path}")
+
+
+def cmd_plot(args):
+    from .plot import plot_results
+
+    for path in plot_results(args.csvs, args.out).values():
+        print(path)
 
 
 def build_parser():
@@ -87,6 +125,50 @@ def build_parser():
                    help="training steps (default 4000); DDGAN: discriminator steps, G takes iters / n_critic")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_toy)
+
+    p = sub.add_parser("featnet", help="train the classifier whose features give FD-cls (offline)",
+                       description="Train the feature network for FD-cls on a dataset's training "
+                       "split, report its test accuracy, and save it with a hash of its weights.")
+    p.add_argument("--data", default="fmnist", choices=["fmnist", "cifar10", "imagefolder"])
+    p.add_argument("--data-root", default=None,
+                   help="data folder (else $DDGAN_DATA, else download); imagefolder: its train/ "
+                   "folder, with test/ beside it")
+    p.add_argument("--out", required=True, help="file to write, e.g. featnets/fmnist.pt")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    p.set_defaults(func=cmd_featnet)
+
+    p = sub.add_parser("eval", help="FID / FD-cls, KID, precision/recall of runs against NFE",
+                       description="Evaluate each run's EMA checkpoint: DDGAN at its trained T, "
+                       "DDPM at each K and sampler, EDM at each N (NFE 2N-1). Writes OUT (JSON), "
+                       "appends to OUT's .csv twin and saves sample grids in OUT_grids/.")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--steps", type=int, nargs="+", default=None,
+                   help="DDPM: K values; EDM: N values; DDGAN: must include its T (default: "
+                   "the config's T, N; all T for DDPM)")
+    p.add_argument("--samplers", default=None,
+                   help="comma list; DDPM: ancestral,ddim (default both); EDM: heun (default),euler")
+    p.add_argument("--num-samples", type=int, default=10_000)
+    p.add_argument("--metrics", default="fid,kid,pr", help="comma list of fid, kid, pr")
+    p.add_argument("--extractor", required=True, metavar="inception|featnet:PATH")
+    p.add_argument("--inception-weights", default=None, metavar="PATH",
+                   help="else $DDGAN_INCEPTION_WEIGHTS, else torch-fidelity's download")
+    p.add_argument("--out", required=True, help="e.g. results/fmnist.json")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default=None)
+    p.add_argument("--checkpoint", default="last.pt", help="file in RUN/checkpoints/")
+    p.add_argument("--data-root", default=None, help="where the reference (training) set is, "
+                   "if not where the run's config says")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("plot", help="figures and a Markdown table from eval CSVs",
+                       description="Draw the metric against NFE, the divergence comparison, the "
+                       "training curves and the sample grids; write results.md and results.json.")
+    p.add_argument("csvs", nargs="+", metavar="CSV")
+    p.add_argument("--out", required=True, help="folder for the figures and table")
+    p.set_defaults(func=cmd_plot)
     return parser
 
 

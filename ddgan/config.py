@@ -83,6 +83,12 @@ DEFAULTS = {
         "keep_every": 10000,     # also keep checkpoints/step_N.pt (0 = never)
         "num_grid": 64,          # images in the periodic sample grids
     },
+    "eval": {                    # periodic evaluation, for the training curves (0 = off)
+        "every_images": 0,       # evaluate each time this many more training images were seen
+        "num_samples": 1000,     # small: a trend, not a reportable number (docs/EVALUATION.md)
+        "extractor": None,       # featnet:PATH (offline, `ddgan featnet`) or inception
+        "batch_size": 256,
+    },
 }
 
 # Keys whose value is free-form (checked by the code that consumes them).

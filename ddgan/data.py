@@ -15,7 +15,6 @@ from tqdm import tqdm
 
 ENV_VAR = "DDGAN_DATA"
 DOWNLOAD_ROOT = Path.home() / ".cache" / "ddgan" / "data"
-FMNIST_IMAGES = "train-images-idx3-ubyte"
 CIFAR10_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["batches.meta"]
 DATASETS = ("fmnist", "cifar10", "imagefolder")
 
@@ -39,40 +38,60 @@ def _how_to_provide(expected):
             f"torchvision download them into {DOWNLOAD_ROOT}.")
 
 
-def _read_idx_images(raw_dir):
-    for name, opener in ((FMNIST_IMAGES + ".gz", gzip.open), (FMNIST_IMAGES, open)):
+FMNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+                "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+def _read_idx(raw_dir, stem):
+    """An idx file (images [N, 1, H, W] or labels [N]) as a uint8 tensor, or None if absent."""
+    for name, opener in ((stem + ".gz", gzip.open), (stem, open)):
         path = raw_dir / name
         if path.exists():
             with opener(path, "rb") as f:
                 data = f.read()
-            count, rows, cols = (int.from_bytes(data[i:i + 4], "big") for i in (4, 8, 12))
-            images = np.frombuffer(data, dtype=np.uint8, offset=16)
-            return torch.from_numpy(images.reshape(count, 1, rows, cols).copy())
+            ndim = data[3]
+            shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+            values = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+            if ndim == 3:
+                shape.insert(1, 1)  # a grey channel
+            return torch.from_numpy(values.reshape(shape).copy())
     return None
 
 
-def load_fmnist(root):
+def _read_fmnist(raw_dir, split):
+    images_stem, labels_stem = FMNIST_FILES[split]
+    images = _read_idx(raw_dir, images_stem)
+    if images is None:
+        return None
+    labels = _read_idx(raw_dir, labels_stem)
+    return images, None if labels is None else labels.long()
+
+
+def load_fmnist(root, split="train"):
+    """(images uint8 [N, 1, 28, 28], labels [N] or None if the label file is absent)."""
     configured, source = _configured_root(root)
-    expected = f"{{root}}/FashionMNIST/raw/{FMNIST_IMAGES}.gz (torchvision's layout)"
+    expected = f"{{root}}/FashionMNIST/raw/{FMNIST_FILES[split][0]}.gz (torchvision's layout)"
     if configured is not None:
-        images = _read_idx_images(configured / "FashionMNIST" / "raw")
-        if images is None:
+        found = _read_fmnist(configured / "FashionMNIST" / "raw", split)
+        if found is None:
             raise DataNotFoundError(f"Fashion-MNIST not found under {configured} "
                                     f"(from {source}). " + _how_to_provide(expected))
-        return images
+        return found
     return _download("FashionMNIST", expected,
-                     lambda: _read_idx_images(DOWNLOAD_ROOT / "FashionMNIST" / "raw"))
+                     lambda: _read_fmnist(DOWNLOAD_ROOT / "FashionMNIST" / "raw", split))
 
 
-def load_cifar10(root):
+def load_cifar10(root, split="train"):
+    """(images uint8 [N, 3, 32, 32], labels [N]) from torchvision's python pickles."""
     from torchvision.datasets import CIFAR10
 
     configured, source = _configured_root(root)
     expected = "{root}/cifar-10-batches-py/ with " + ", ".join(CIFAR10_FILES)
 
     def read(folder):
-        data = CIFAR10(str(folder), train=True, download=False).data  # [N, H, W, C] uint8
-        return torch.from_numpy(data).permute(0, 3, 1, 2).contiguous()
+        dataset = CIFAR10(str(folder), train=split == "train", download=False)
+        images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()  # from NHWC
+        return images, torch.tensor(dataset.targets)
 
     if configured is not None:
         try:
@@ -95,10 +114,7 @@ def _download(name, expected, read):
     return read()
 
 
-def load_imagefolder(root, image_size=None):
-    """Every image under root/<class>/*, as RGB, optionally resized to image_size."""
-    from torchvision import datasets, transforms
-
+def _imagefolder_path(root):
     path = Path(root).expanduser() if root else None
     if path is not None and not path.is_dir() and os.environ.get(ENV_VAR):
         path = Path(os.environ[ENV_VAR]) / root  # data.root may be relative to $DDGAN_DATA
@@ -106,26 +122,61 @@ def load_imagefolder(root, image_size=None):
         raise DataNotFoundError(
             f"imagefolder needs data.root set to a folder of class folders "
             f"(root/<class>/<image>.jpg|png), absolute or relative to ${ENV_VAR}; got {root!r}")
+    return path
+
+
+def load_imagefolder(root, image_size=None):
+    """(every image under root/<class>/* as RGB uint8, optionally resized; class indices)."""
+    from torchvision import datasets, transforms
+
+    path = _imagefolder_path(root)
     steps = [transforms.Resize(image_size), transforms.CenterCrop(image_size)] if image_size else []
     dataset = datasets.ImageFolder(str(path), transform=transforms.Compose(
         steps + [transforms.PILToTensor()]))
     loader = torch.utils.data.DataLoader(dataset, batch_size=500, num_workers=min(4, os.cpu_count()))
-    images = [batch for batch, _ in tqdm(loader, desc=f"loading {path}", unit="batch")]
-    if not images:
+    batches = list(tqdm(loader, desc=f"loading {path}", unit="batch"))
+    if not batches:
         raise DataNotFoundError(f"no images found under {path}")
-    return torch.cat(images)
+    return torch.cat([images for images, _ in batches]), torch.cat([labels for _, labels in batches])
+
+
+def load_dataset(cfg_data, split="train"):
+    """(images uint8 [N, C, H, W], labels [N] or None) of the config's data.
+
+    split 'test': Fashion-MNIST's t10k files, CIFAR-10's test batch, or for an
+    imagefolder whose root is .../train the sibling folder .../test.
+    """
+    name = cfg_data["name"]
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if name == "fmnist":
+        return load_fmnist(cfg_data["root"], split)
+    if name == "cifar10":
+        return load_cifar10(cfg_data["root"], split)
+    if name == "imagefolder":
+        root = cfg_data["root"]
+        if split == "test":
+            train = _imagefolder_path(root)
+            if train.name != "train":
+                raise DataNotFoundError(f"the test split of an imagefolder is the sibling "
+                                        f"'test' folder of a root named 'train'; got {train}")
+            root = train.parent / "test"
+        return load_imagefolder(root, cfg_data["image_size"])
+    raise ValueError(f"unknown data.name {name!r}; valid: {', '.join(DATASETS)}")
 
 
 def load_images(cfg_data):
     """The training set as a uint8 tensor [N, C, H, W]."""
-    name = cfg_data["name"]
-    if name == "fmnist":
-        return load_fmnist(cfg_data["root"])
-    if name == "cifar10":
-        return load_cifar10(cfg_data["root"])
-    if name == "imagefolder":
-        return load_imagefolder(cfg_data["root"], cfg_data["image_size"])
-    raise ValueError(f"unknown data.name {name!r}; valid: {', '.join(DATASETS)}")
+    return load_dataset(cfg_data)[0]
+
+
+def data_label(cfg_data):
+    """How results name the data: 'Fashion-MNIST', 'CIFAR-10', or 'imagefolder PARENT/FOLDER'
+    (e.g. 'imagefolder cifar10-jpeg/train' for the JPEG copy of CIFAR-10)."""
+    if cfg_data["name"] == "imagefolder":
+        path = _imagefolder_path(cfg_data["root"]).resolve()
+        return f"imagefolder {path.parent.name}/{path.name}"
+    return {"fmnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}[cfg_data["name"]]
 
 
 def uses_flip(cfg_data):

@@ -1,7 +1,30 @@
-"""Sample-quality metrics."""
+"""Sample-quality metrics: FID / FD-cls, KID and precision/recall, all through torch-fidelity.
+
+Protocol (REFERENCE §6, docs/EVALUATION.md): generated images are quantised
+to uint8, grey images are replicated to 3 channels, the reference is the
+training set, and its features are cached. The feature network is either
+torch-fidelity's Inception (FID, the comparable number) or a classifier
+trained on the data (FD-cls, ddgan.featnet), registered with torch-fidelity
+as `ddgan-featnet` so that every metric comes from the same call.
+"""
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 import torch
+import torch_fidelity
 from scipy import linalg
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+
+from .featnet import load_featnet
+
+INCEPTION_ENV_VAR = "DDGAN_INCEPTION_WEIGHTS"
+INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
+CACHE_ENV_VAR = "DDGAN_FIDELITY_CACHE"  # where reference features are cached
+CACHE_ROOT = Path(os.environ.get(CACHE_ENV_VAR, Path.home() / ".cache" / "ddgan" / "fidelity"))
 
 
 def frechet_distance(features_a, features_b):
@@ -16,3 +39,157 @@ def frechet_distance(features_a, features_b):
     covmean = linalg.sqrtm(cov_a @ cov_b)
     covmean = covmean.real  # sqrtm leaves tiny imaginary parts from rounding
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * covmean))
+
+
+def quantise(images):
+    """Images in [-1, 1] -> uint8 [N, C, H, W], rounded as a PNG writer would."""
+    return ((images.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+class UInt8Images(torch.utils.data.Dataset):
+    """uint8 images [N, C, H, W] as torch-fidelity reads them: 3 channels (grey replicated)."""
+
+    def __init__(self, images):
+        if images.dtype != torch.uint8:
+            raise TypeError(f"expected uint8 images, got {images.dtype}; see ddgan.metrics.quantise")
+        self.images = images.cpu()
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, index):
+        image = self.images[index]
+        return image.expand(3, -1, -1) if image.shape[0] == 1 else image
+
+
+class FeatNetExtractor(FeatureExtractorBase):
+    """ddgan.featnet's penultimate features (and logits) for torch-fidelity."""
+
+    def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
+        super().__init__(name, features_list)
+        if feature_extractor_weights_path is None:
+            raise ValueError("the featnet extractor needs feature_extractor_weights_path")
+        self.network, self.info = load_featnet(feature_extractor_weights_path)
+        self.in_channels = self.network.arch["in_channels"]
+
+    @staticmethod
+    def get_provided_features_list():
+        return ("penultimate", "logits")
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric):
+        return {"isc": "logits"}.get(metric, "penultimate")
+
+    @staticmethod
+    def can_be_compiled():
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile():
+        return None
+
+    def forward(self, x):
+        x = x[:, :self.in_channels].float() / 127.5 - 1  # torch-fidelity gives 3-channel uint8
+        features = self.network.features(x)
+        by_name = {"penultimate": features, "logits": self.network.head(features)}
+        return tuple(by_name[name] for name in self.features_list)
+
+
+if "ddgan-featnet" not in FEATURE_EXTRACTORS_REGISTRY:
+    torch_fidelity.register_feature_extractor("ddgan-featnet", FeatNetExtractor)
+
+
+@dataclass(frozen=True)
+class Extractor:
+    """A feature network as results record it."""
+    name: str          # torch-fidelity's registered name
+    weights_path: str
+    label: str         # 'inception' | 'featnet'
+    hash: str          # of the weights: results from different networks never mix
+    metric_name: str   # 'FID' | 'FD-cls'
+    data: str = None   # the data a featnet was trained on
+
+
+def file_hash(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:12]
+
+
+def inception_weights(path=None):
+    """The Inception weights file: `path`, then $DDGAN_INCEPTION_WEIGHTS, then torch-fidelity's
+    download (cached in torch hub's checkpoints folder)."""
+    for given, source in ((path, "--inception-weights"), (os.environ.get(INCEPTION_ENV_VAR), f"${INCEPTION_ENV_VAR}")):
+        if given:
+            if not Path(given).is_file():
+                raise FileNotFoundError(f"{source} points to {given}, which does not exist")
+            return str(given)
+    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+    if not cached.is_file():
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(URL_INCEPTION_V3, str(cached), progress=True)
+        except Exception as err:  # offline, proxy, disk: the user needs the same advice
+            raise FileNotFoundError(
+                f"Inception weights not found: no --inception-weights PATH, no ${INCEPTION_ENV_VAR}, "
+                f"and torch-fidelity's download from {URL_INCEPTION_V3} failed ({type(err).__name__}: "
+                f"{err}). Download {INCEPTION_FILE} on a machine with internet and pass its path, "
+                f"or use the offline --extractor featnet:PATH (see docs/EVALUATION.md).") from None
+    return str(cached)
+
+
+def resolve_extractor(spec, inception_path=None):
+    """'inception' or 'featnet:PATH' -> Extractor (checking that the weights exist)."""
+    if spec == "inception":
+        path = inception_weights(inception_path)
+        return Extractor("inception-v3-compat", path, "inception", file_hash(path), "FID")
+    if spec.startswith("featnet:"):
+        path = spec.split(":", 1)[1]
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"featnet weights {path} do not exist; train them with "
+                                    f"`ddgan featnet --data fmnist --out {path}`")
+        _, info = load_featnet(path)
+        return Extractor("ddgan-featnet", path, "featnet", info["hash"], "FD-cls", info["data"])
+    raise ValueError(f"unknown extractor {spec!r}; valid: inception, featnet:PATH")
+
+
+def compute_metrics(generated, reference, extractor, metrics=("fid",), reference_name=None,
+                    batch_size=256, cache_root=CACHE_ROOT, seed=0):
+    """{'fd', 'kid', 'kid_std', 'precision', 'recall'} (those asked for) of uint8 image sets.
+
+    reference_name names the reference set in torch-fidelity's feature cache (the
+    extractor's hash is added, so that different networks never share an entry).
+    Precision/recall compare against a fixed random subset of the reference of the
+    generated set's size, as k-NN manifolds of unequal sets are not comparable.
+    """
+    unknown = set(metrics) - {"fid", "kid", "pr"}
+    if unknown:
+        raise ValueError(f"unknown metric(s) {sorted(unknown)}; valid: fid, kid, pr")
+    common = dict(feature_extractor=extractor.name, feature_extractor_weights_path=extractor.weights_path,
+                  cuda=torch.cuda.is_available(), batch_size=batch_size, verbose=False,
+                  save_cpu_ram=True, cache_root=str(cache_root), rng_seed=seed)
+    cache_name = f"{reference_name}-{extractor.label}-{extractor.hash}" if reference_name else None
+    results = {}
+    if "fid" in metrics or "kid" in metrics:
+        size = min(1000, len(generated), len(reference))
+        out = torch_fidelity.calculate_metrics(
+            input1=UInt8Images(generated), input2=UInt8Images(reference), input2_cache_name=cache_name,
+            fid="fid" in metrics, kid="kid" in metrics, kid_subset_size=size, **common)
+        if "fid" in metrics:
+            results["fd"] = out["frechet_inception_distance"]
+        if "kid" in metrics:
+            results["kid"] = out["kernel_inception_distance_mean"]
+            results["kid_std"] = out["kernel_inception_distance_std"]
+    if "pr" in metrics:
+        subset = torch.randperm(len(reference), generator=torch.Generator().manual_seed(seed))
+        subset = subset[:len(generated)]
+        out = torch_fidelity.calculate_metrics(
+            input1=UInt8Images(generated), input2=UInt8Images(reference[subset]), prc=True,
+            input2_cache_name=f"{cache_name}-pr{len(subset)}-seed{seed}" if cache_name else None,
+            **common)
+        results["precision"], results["recall"] = out["precision"], out["recall"]
+    return results

@@ -6,6 +6,7 @@ Run directory (train.out_dir):
     checkpoints/step_N.pt     kept every keep_every steps
     samples/step_N.png        EMA sample grids, the same latents every time
     tb/                       TensorBoard events
+    eval.csv                  periodic evaluation (eval.every_images): the training curves
 """
 import time
 from pathlib import Path
@@ -20,11 +21,15 @@ from tqdm import tqdm
 from . import checkpoint
 from .config import config_differences, dump_config, load_config
 from .data import ImageBatches, load_images, uses_flip
+from .evaluate import (PERIODIC_COLUMNS, append_csv, check_extractor_data, periodic_fd,
+                       reference_name)
 from .methods import method_class
+from .metrics import resolve_extractor
 
 # Keys that may change between a run and its resumption without changing the result.
 RESUMABLE_CHANGES = {"train.max_steps", "train.log_every", "train.sample_every",
-                     "train.ckpt_every", "train.keep_every", "train.num_grid", "data.root"}
+                     "train.ckpt_every", "train.keep_every", "train.num_grid", "data.root",
+                     "eval.every_images", "eval.num_samples", "eval.extractor", "eval.batch_size"}
 # Losses whose non-finite value stops a run.
 WATCHED = ("d_total", "g_loss", "loss")
 
@@ -67,6 +72,21 @@ def _check_train_settings(t_cfg):
                          f"scaling inside the gradient penalties), got {t_cfg['mixed_precision']!r}")
 
 
+def _periodic_extractor(cfg):
+    """The feature network of the periodic evaluation, or None when it is off."""
+    e = cfg["eval"]
+    if e["every_images"] < 0 or e["num_samples"] < 2:
+        raise ValueError("eval.every_images must be >= 0 (0 = off) and eval.num_samples >= 2")
+    if not e["every_images"]:
+        return None
+    if not e["extractor"]:
+        raise ValueError("eval.every_images needs eval.extractor: featnet:PATH (offline; train "
+                         "one with `ddgan featnet`) or inception")
+    extractor = resolve_extractor(e["extractor"])
+    check_extractor_data(extractor, cfg["data"], cfg["train"]["out_dir"])
+    return extractor
+
+
 def _check_resume(cfg, run):
     if not run.last.exists():
         raise FileNotFoundError(f"--resume: no checkpoint at {run.last}")
@@ -90,6 +110,7 @@ def train(cfg, resume=False, stop_at=None):
     t_cfg = cfg["train"]
     _check_train_settings(t_cfg)
     method_cls = method_class(cfg)
+    extractor = _periodic_extractor(cfg)
     run = Run(t_cfg["out_dir"])
     if resume:
         _check_resume(cfg, run)
@@ -108,7 +129,7 @@ def train(cfg, resume=False, stop_at=None):
                            rank=accelerator.process_index, random_flip=uses_flip(cfg["data"]))
     method = method_cls(cfg, images.shape[1:], accelerator)
 
-    start = 0
+    start, train_seconds = 0, 0.0
     if resume:
         state = checkpoint.load(run.last)
         if len(state["rng"]) != accelerator.num_processes:
@@ -118,7 +139,7 @@ def train(cfg, resume=False, stop_at=None):
         method.load_state_dict(state["method"])
         batches.load_state_dict(state["data"])
         checkpoint.set_rng_state(state["rng"][accelerator.process_index])
-        start = state["step"]
+        start, train_seconds = state["step"], state["train_seconds"]
     elif main:
         run.dir.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, run.config)
@@ -129,6 +150,7 @@ def train(cfg, resume=False, stop_at=None):
             raise NonFiniteLossError(f"non-finite weights at step {step}; training stopped and "
                                      f"{run.last} (step {last_good}) was kept")
         state = {"step": step, "config": cfg, "image_shape": tuple(images.shape[1:]),
+                 "images_seen": step * images_per_step, "train_seconds": train_seconds,
                  "method": method_state, "data": batches.state_dict(),
                  "rng": gather_object([checkpoint.rng_state()])}
         if main:
@@ -155,7 +177,16 @@ def train(cfg, resume=False, stop_at=None):
 
     progress = tqdm(range(start, max_steps), initial=start, total=t_cfg["max_steps"],
                     disable=not main, desc=f"{cfg['method']} {run.dir.name}", unit="step")
+    e_cfg = cfg["eval"]
+    reference = images.cpu() if extractor and main else None
+    reference_cache_name = reference_name(reference) if reference is not None else None
+
+    def evaluate_now(done):  # each time the images seen cross a multiple of eval.every_images
+        every = e_cfg["every_images"]
+        return done * images_per_step // every > (done - 1) * images_per_step // every
+
     for step in progress:
+        tick = time.perf_counter()
         done = step + 1
         log_now = done % t_cfg["log_every"] == 0
         stats = method.train_step(batches, step, with_grad_norms=log_now)
@@ -175,6 +206,7 @@ def train(cfg, resume=False, stop_at=None):
                 writer.add_scalar("train/images_seen", done * images_per_step, done)
                 progress.set_postfix({k: f"{v.item():.3g}" for k, v in stats.items()
                                       if not k.startswith("grad")})
+        train_seconds += time.perf_counter() - tick  # training only: not grids, evaluation, saving
         if main and (done % t_cfg["sample_every"] == 0 or done == max_steps):
             grid = method.sample(t_cfg["num_grid"],
                                  torch.Generator(accelerator.device).manual_seed(t_cfg["seed"]))
@@ -183,6 +215,16 @@ def train(cfg, resume=False, stop_at=None):
             run.samples.mkdir(parents=True, exist_ok=True)
             save_image(grid, run.samples / f"step_{done:07d}.png")
             writer.add_image("samples", grid, done)
+        if main and extractor and evaluate_now(done):
+            fd = periodic_fd(method.ema.module.eval(), method_cls, cfg, images.shape[1:],
+                             reference, extractor, e_cfg["num_samples"], t_cfg["seed"],
+                             e_cfg["batch_size"], reference_cache_name)
+            append_csv(run.dir / "eval.csv", PERIODIC_COLUMNS, [{
+                "step": done, "images_seen": done * images_per_step,
+                "train_seconds": round(train_seconds, 2), "metric_name": extractor.metric_name,
+                "fd": fd, "n_samples": e_cfg["num_samples"], "extractor": extractor.label,
+                "extractor_hash": extractor.hash}])
+            writer.add_scalar(f"eval/{extractor.metric_name}", fd, done)
         if done % t_cfg["ckpt_every"] == 0 or done == max_steps:
             check_finite(done, stats)
             save(done)

@@ -1,7 +1,10 @@
 import gzip
 import os
+import tempfile
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: it reads this once
+# Reference features cached by the tests stay out of the user's cache (inherited by subprocesses).
+os.environ["DDGAN_FIDELITY_CACHE"] = tempfile.mkdtemp(prefix="ddgan-fidelity-")
 from pathlib import Path
 
 import numpy as np
@@ -11,18 +14,25 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
-def write_fake_fmnist(root, count=256, seed=0):
-    """A stand-in for Fashion-MNIST in torchvision's raw layout: idx header + random pixels."""
+def write_fake_fmnist(root, count=256, seed=0, test_count=64):
+    """A stand-in for Fashion-MNIST in torchvision's raw layout (idx files, train and t10k).
+
+    Smooth blobs rather than white noise, so a generator has something to learn; the
+    label is the blob's column band (10 classes), so a classifier has too.
+    """
     raw = Path(root) / "FashionMNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    # Smooth blobs rather than white noise, so a generator has something to learn.
     yy, xx = np.mgrid[:28, :28]
-    centres = rng.uniform(8, 20, size=(count, 2))
-    images = 255 * np.exp(-((yy - centres[:, :1, None]) ** 2 + (xx - centres[:, 1:, None]) ** 2) / 30)
-    header = (2051).to_bytes(4, "big") + count.to_bytes(4, "big") + (28).to_bytes(4, "big") * 2
-    with gzip.open(raw / "train-images-idx3-ubyte.gz", "wb") as f:
-        f.write(header + images.astype(np.uint8).tobytes())
+    for prefix, n in (("train", count), ("t10k", test_count)):
+        centres = rng.uniform(8, 20, size=(n, 2))
+        images = 255 * np.exp(-((yy - centres[:, :1, None]) ** 2 + (xx - centres[:, 1:, None]) ** 2) / 30)
+        labels = np.minimum((centres[:, 1] - 8) / 1.2, 9).astype(np.uint8)
+        header = (2051).to_bytes(4, "big") + n.to_bytes(4, "big") + (28).to_bytes(4, "big") * 2
+        with gzip.open(raw / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
+            f.write(header + images.astype(np.uint8).tobytes())
+        with gzip.open(raw / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
+            f.write((2049).to_bytes(4, "big") + n.to_bytes(4, "big") + labels.tobytes())
     return Path(root)
 
 

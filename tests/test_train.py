@@ -108,7 +108,7 @@ def test_short_fashion_mnist_training_improves_and_samples(real_data_root, tmp_p
     assert (run / "samples/step_0000300.png").is_file()
 
     from ddgan.data import load_fmnist
-    real = load_fmnist(real_data_root)[:2000].float() / 127.5 - 1
+    real = load_fmnist(real_data_root)[0][:2000].float() / 127.5 - 1
     trained = generate(run / "checkpoints/last.pt", 2000, seed=1, batch_size=500)
     assert trained.shape == (2000, 1, 28, 28) and trained.abs().max() <= 1
 

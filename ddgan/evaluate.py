@@ -1,0 +1,175 @@
+"""`ddgan eval`: run directories -> quality against network calls, as CSV rows.
+
+One row per (run, sampler, step count): DDGAN at its trained T (a sweep over T
+is a set of runs), DDPM at each K and sampler asked for, EDM at each N
+(NFE = 2N - 1 with Heun). Each row records the metric values, the feature
+network and its hash, the sample count, the seed, the NFE and the sampling
+throughput measured while generating. The same functions serve the periodic
+evaluation during training (train.py), which appends to the run's eval.csv.
+"""
+import csv
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+from torchvision.utils import save_image
+
+from . import checkpoint
+from .data import data_label, load_images
+from .generate import ema_network, sample_images
+from .metrics import compute_metrics, quantise, resolve_extractor
+
+RESULT_COLUMNS = ["run", "method", "divergence", "sampler", "steps", "nfe", "metric_name", "fd",
+                  "kid", "kid_std", "precision", "recall", "n_samples", "extractor",
+                  "extractor_hash", "data", "seed", "img_per_s", "ckpt_step", "images_seen",
+                  "train_seconds", "wall_seconds", "grid"]
+METRIC_COLUMNS = ["fd", "kid", "kid_std", "precision", "recall"]
+PERIODIC_COLUMNS = ["step", "images_seen", "train_seconds", "metric_name", "fd", "n_samples",
+                    "extractor", "extractor_hash"]
+SAMPLERS = {"ddgan": ["ddgan"], "ddpm": ["ancestral", "ddim"], "edm": ["heun", "euler"]}
+DEFAULT_SAMPLERS = {"ddgan": ["ddgan"], "ddpm": ["ancestral", "ddim"], "edm": ["heun"]}
+GRID_SIZE = 64
+
+
+def nfe(method, steps, sampler):
+    """Network calls of one sample: T, K, or 2N - 1 for EDM's Heun (N for Euler)."""
+    return 2 * steps - 1 if (method, sampler) == ("edm", "heun") else steps
+
+
+def plan(cfg, run, steps=None, samplers=None):
+    """[(sampler, steps)] to evaluate for a run's config; bad requests fail here, before any work."""
+    method = cfg["method"]
+    if method == "ddgan":
+        trained = cfg["diffusion"]["num_steps"]
+        if steps and trained not in steps:
+            raise ValueError(f"{run} is a DDGAN trained with T = {trained}: it samples with "
+                             f"{trained} steps only, not --steps {' '.join(map(str, steps))}. "
+                             f"Include {trained}, or drop --steps (a sweep over T is a set of runs).")
+        return [("ddgan", trained)]
+    chosen = [s for s in (samplers or DEFAULT_SAMPLERS[method]) if s in SAMPLERS[method]]
+    if not chosen:
+        raise ValueError(f"{run} is a {method.upper()} run: its samplers are "
+                         f"{', '.join(SAMPLERS[method])}; --samplers gave {', '.join(samplers)}")
+    if method == "ddpm":
+        limit = cfg["ddpm"]["num_steps"]
+        counts = steps or [limit]
+        if max(counts) > limit or min(counts) < 1:
+            raise ValueError(f"{run} is a DDPM with T = {limit}: --steps (K) must lie in 1..{limit}")
+    else:
+        counts = steps or [cfg["edm"]["num_steps"]]
+        if min(counts) < 1:
+            raise ValueError(f"{run} is an EDM run: --steps (N noise levels) must be >= 1")
+    return [(sampler, k) for sampler in chosen for k in counts]
+
+
+def reference_name(images):
+    """The reference set's name in the feature cache: its size and a hash of its pixels, so a
+    cache entry is never reused for other data under the same name."""
+    digest = hashlib.sha256(images.cpu().contiguous().numpy().tobytes()).hexdigest()[:12]
+    return f"ddgan-ref-{len(images)}-{digest}"
+
+
+def check_extractor_data(extractor, cfg_data, run):
+    if extractor.data is not None and extractor.data != data_label(cfg_data):
+        raise ValueError(f"the featnet {extractor.weights_path} was trained on {extractor.data}, "
+                         f"but {run} trained on {data_label(cfg_data)}: train a featnet on the "
+                         f"same data (`ddgan featnet`)")
+
+
+def evaluate_runs(run_dirs, extractor_spec, steps=None, samplers=None, num_samples=10_000,
+                  metrics=("fid",), seed=0, batch_size=256, device=None, checkpoint_name="last.pt",
+                  grid_dir=None, data_root=None, inception_weights=None):
+    """Evaluate each run's checkpoint at each planned step count; returns the result rows."""
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    extractor = resolve_extractor(extractor_spec, inception_weights)
+    jobs = []
+    for run in map(Path, run_dirs):
+        path = run / "checkpoints" / checkpoint_name
+        if not path.is_file():
+            raise FileNotFoundError(f"no checkpoint at {path}: is {run} a run directory "
+                                    f"(train.out_dir) that has saved a checkpoint?")
+        state = checkpoint.load(path)
+        cfg = state["config"]
+        if data_root is not None:
+            cfg["data"]["root"] = data_root
+        check_extractor_data(extractor, cfg["data"], run)
+        jobs.append((run, state, plan(cfg, run, steps, samplers)))
+
+    rows, references = [], {}
+    for run, state, todo in jobs:
+        network, method = ema_network(state, device)
+        cfg = state["config"]
+        key = (cfg["data"]["name"], cfg["data"]["root"], cfg["data"]["image_size"])
+        if key not in references:  # load and hash each training set once
+            images = load_images(cfg["data"])
+            references[key] = images, reference_name(images)
+        reference, name = references[key]
+        for sampler, count in todo:
+            started = time.perf_counter()
+            rng = torch.Generator(device).manual_seed(seed)
+            baseline = cfg["method"] != "ddgan"
+            images = sample_images(network, method, cfg, state["image_shape"], num_samples, rng,
+                                   batch_size, steps=count if baseline else None,
+                                   sampler=sampler if baseline else None)
+            img_per_s = num_samples / (time.perf_counter() - started)  # sample_images ends synchronised
+            values = compute_metrics(quantise(images), reference, extractor, metrics,
+                                     reference_name=name, batch_size=batch_size, seed=seed)
+            grid = None
+            if grid_dir is not None:
+                grid = Path(grid_dir) / f"{run.name}_{sampler}_{count}.png"
+                grid.parent.mkdir(parents=True, exist_ok=True)
+                save_image(images[:GRID_SIZE], grid, nrow=8, normalize=True, value_range=(-1, 1))
+            rows.append({
+                "run": str(run), "method": cfg["method"],
+                "divergence": cfg["divergence"]["name"] if cfg["method"] == "ddgan" else "",
+                "sampler": sampler, "steps": count, "nfe": nfe(cfg["method"], count, sampler),
+                "metric_name": extractor.metric_name, **dict.fromkeys(METRIC_COLUMNS), **values,
+                "n_samples": num_samples,
+                "extractor": extractor.label, "extractor_hash": extractor.hash,
+                "data": data_label(cfg["data"]), "seed": seed, "img_per_s": round(img_per_s, 1),
+                "ckpt_step": state["step"], "images_seen": state.get("images_seen"),
+                "train_seconds": state.get("train_seconds"),
+                "wall_seconds": round(time.perf_counter() - started, 1),
+                "grid": "" if grid is None else str(grid)})
+    return rows
+
+
+def append_csv(path, columns, rows):
+    """Append rows (dicts) to a CSV, writing the header when the file is new."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if row.get(k) is None else row[k] for k in columns})
+
+
+def write_results(rows, out_json):
+    """out_json gets this evaluation's rows; the CSV beside it (same stem) accumulates all."""
+    out_json = Path(out_json)
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    for row in rows:  # grids are named relative to the results' folder, so it can move
+        if row["grid"]:
+            row["grid"] = os.path.relpath(row["grid"], out_json.parent)
+    out_json.write_text(json.dumps(rows, indent=2) + "\n")
+    csv_path = out_json.with_suffix(".csv")
+    append_csv(csv_path, RESULT_COLUMNS, rows)
+    return csv_path
+
+
+@torch.no_grad()
+def periodic_fd(network, method, cfg, image_shape, reference, extractor, num_samples, seed,
+                batch_size, reference_cache_name):
+    """The run's metric on num_samples EMA samples (fixed seed), for the training curves."""
+    device = next(network.parameters()).device
+    rng = torch.Generator(device).manual_seed(seed)
+    images = sample_images(network, method, cfg, image_shape, num_samples, rng, batch_size)
+    return compute_metrics(quantise(images), reference, extractor, ("fid",),
+                           reference_name=reference_cache_name, batch_size=batch_size,
+                           seed=seed)["fd"]

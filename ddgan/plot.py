@@ -1,0 +1,284 @@
+"""Figures and a table from `ddgan eval` results: which divergence, and how many steps, per network call.
+
+Reads one or more results CSVs (one row per run, sampler and step count; a later row for
+the same (run, sampler, steps) replaces an earlier one) and each run's periodic
+`<run>/eval.csv`, and writes to `out_dir`:
+  fd_vs_nfe.png               the metric against network calls, one line per method and divergence/sampler
+  divergence_comparison.png   the metric against T per DDGAN divergence, DDPM/EDM as dashed references
+  training_curves.png         the periodic metric against images seen and against training hours
+  sample_grids.png            the evaluated sample grids, a row per divergence (or baseline sampler)
+  results.md, results.json    the merged rows, as a Markdown table and as parsed numbers
+
+Numbers from different feature networks or data sets are refused rather than drawn on
+one axis.
+"""
+import csv
+import json
+from pathlib import Path
+
+from .evaluate import RESULT_COLUMNS as COLUMNS
+
+REQUIRED = {"run", "method", "sampler", "steps", "nfe", "metric_name", "fd"}
+INTEGERS = {"step", "steps", "nfe", "n_samples", "seed", "ckpt_step", "images_seen"}
+FLOATS = {"fd", "kid", "kid_std", "precision", "recall", "img_per_s", "train_seconds", "wall_seconds"}
+DECIMALS = {"fd": 2, "kid": 4, "kid_std": 4, "precision": 3, "recall": 3, "img_per_s": 1}
+STEP_SYMBOL = {"ddgan": "T", "ddpm": "K", "edm": "N"}  # what `steps` counts for each method
+NO_EVAL_CSV = "no periodic evaluation found (set eval.every_images in the config)"
+
+
+def parse_row(raw):
+    """A CSV row with its numbers parsed; empty cells (not computed) become None."""
+    row = {}
+    for column in dict.fromkeys([*COLUMNS, *raw]):
+        if column is None:  # csv's key for surplus cells in a ragged row
+            continue
+        text = (raw.get(column) or "").strip()
+        if column in INTEGERS:
+            row[column] = int(text) if text else None
+        elif column in FLOATS:
+            row[column] = float(text) if text else None
+        else:
+            row[column] = text
+    return row
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        return reader.fieldnames or [], [parse_row(raw) for raw in reader]
+
+
+def read_results(csv_paths):
+    """The rows of every results CSV, the last one winning for each (run, sampler, steps)."""
+    merged = {}
+    for csv_path in csv_paths:
+        columns, rows = read_csv(csv_path)
+        missing = REQUIRED - set(columns)
+        if missing:
+            raise ValueError(f"{csv_path} lacks the column(s) {', '.join(sorted(missing))}")
+        for row in rows:
+            if row["grid"]:  # relative grids live beside the CSV that names them
+                row["grid"] = str(Path(csv_path).parent / row["grid"])
+            merged[(row["run"], row["sampler"], row["steps"])] = row
+    if not merged:
+        raise ValueError(f"no results in {', '.join(map(str, csv_paths))}")
+    return sorted(merged.values(), key=sort_key)
+
+
+def the_one(rows, what, describe):
+    """The value every row shares, or a ValueError naming the values that differ."""
+    values = sorted({describe(row) for row in rows})
+    if len(values) > 1:
+        raise ValueError(f"the results mix {what} {' and '.join(map(repr, values))}: numbers from "
+                         f"different feature networks or data must not share an axis or a table")
+    return values[0]
+
+
+def features(row):
+    return f"{row['extractor']}:{row['extractor_hash']}"
+
+
+def sample_counts(rows):
+    return "/".join(str(n) for n in sorted({row["n_samples"] for row in rows if row["n_samples"]}))
+
+
+def variant(row):
+    """What distinguishes results of one method: DDGAN's divergence, or a baseline's sampler."""
+    return row["divergence"] if row["method"] == "ddgan" else row["sampler"]
+
+
+def curve_label(row):
+    return f"{row['method'].upper()} {variant(row)}"
+
+
+def sort_key(row):
+    return row["method"], variant(row), row["nfe"], row["steps"], row["run"]
+
+
+def curves(rows):
+    """Rows grouped by curve label, each curve in order of NFE."""
+    grouped = {}
+    for row in sorted(rows, key=sort_key):
+        grouped.setdefault(curve_label(row), []).append(row)
+    return grouped
+
+
+def format_value(value, column):
+    """How a number appears in results.md: fixed decimals per column, "—" where not computed."""
+    if value is None:
+        return "—"
+    if column in DECIMALS:
+        return f"{value:.{DECIMALS[column]}f}"
+    return str(value)
+
+
+def write_table(rows, metric, path):
+    lines = [f"{rows[0]['data']}: {metric} ({features(rows[0])} features, lower is better) from "
+             f"n = {sample_counts(rows)} generated samples per result; KID ± its standard deviation.",
+             "",
+             f"| method | divergence / sampler | steps | NFE | {metric} | KID | precision | recall "
+             f"| n | img/s | extractor | data |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        kid = format_value(row["kid"], "kid")
+        if row["kid"] is not None and row["kid_std"] is not None:
+            kid += f" ± {format_value(row['kid_std'], 'kid_std')}"
+        cells = [row["method"], variant(row), format_value(row["steps"], "steps"),
+                 format_value(row["nfe"], "nfe"), format_value(row["fd"], "fd"), kid,
+                 format_value(row["precision"], "precision"), format_value(row["recall"], "recall"),
+                 format_value(row["n_samples"], "n_samples"), format_value(row["img_per_s"], "img_per_s"),
+                 features(row), row["data"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+def pyplot():
+    import matplotlib
+    matplotlib.use("Agg")  # files only: no display on a training machine
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def save(fig, path):
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    pyplot().close(fig)
+
+
+def message_figure(text, path):
+    """A figure that says why it is empty, so a missing input is visible rather than a missing file."""
+    fig, ax = pyplot().subplots(figsize=(6, 3))
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, transform=ax.transAxes)
+    ax.axis("off")
+    save(fig, path)
+
+
+def plot_fd_vs_nfe(rows, metric, colours, path):
+    fig, ax = pyplot().subplots(figsize=(6.5, 4.5))
+    for label, curve in curves(rows).items():
+        ax.plot([row["nfe"] for row in curve], [row["fd"] for row in curve], "o-",
+                color=colours[label], label=label)
+    ax.set_xscale("log")
+    nfes = sorted({row["nfe"] for row in rows})
+    ax.set_xticks(nfes, [str(n) for n in nfes])  # the NFEs evaluated, not powers of ten
+    ax.minorticks_off()
+    ax.set_xlabel("NFE (network calls per sample)")
+    ax.set_ylabel(f"{metric} (n={sample_counts(rows)}, {rows[0]['data']})")
+    ax.set_title(f"{metric} against network calls (lower is better)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    save(fig, path)
+
+
+def plot_divergence_comparison(rows, metric, colours, path):
+    ddgan = [row for row in rows if row["method"] == "ddgan"]
+    if not ddgan:
+        return message_figure("no DDGAN results to compare divergences", path)
+    fig, ax = pyplot().subplots(figsize=(6.5, 4.5))
+    for label, curve in curves(ddgan).items():
+        ax.plot([row["steps"] for row in curve], [row["fd"] for row in curve], "o-",
+                color=colours[label], label=label)
+    # A DDGAN step is one network call, so baselines sit at their NFE on the same axis.
+    t_values = sorted({row["steps"] for row in ddgan})
+    for label, curve in curves([row for row in rows if row["method"] != "ddgan"]).items():
+        inside = [row for row in curve if t_values[0] <= row["nfe"] <= t_values[-1]]
+        if inside:
+            ax.plot([row["nfe"] for row in inside], [row["fd"] for row in inside], "s--",
+                    color=colours[label], label=f"{label} (at its NFE)")
+        else:
+            best = min(curve, key=lambda row: row["fd"])
+            ax.axhline(best["fd"], ls="--", color=colours[label],
+                       label=f"{label}, best ({best['nfe']} NFE, outside T range)")
+    ax.set_xticks(t_values)
+    ax.set_xlabel("T (DDGAN denoising steps = NFE)")
+    ax.set_ylabel(f"{metric} (n={sample_counts(rows)}, {rows[0]['data']})")
+    ax.set_title(f"DDGAN divergences against T, DDPM/EDM dashed ({metric}, lower is better)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    save(fig, path)
+
+
+def run_label(row):
+    if row["method"] == "ddgan":
+        return f"ddgan {row['divergence']} T={row['steps']} ({row['run']})"
+    return f"{row['method']} ({row['run']})"  # the trained model does not depend on the sampler
+
+
+def plot_training_curves(rows, path):
+    evaluated = {}  # run label -> its periodic-evaluation rows
+    for row in rows:
+        eval_csv = Path(row["run"]) / "eval.csv"  # relative runs: relative to the working directory
+        if run_label(row) not in evaluated and eval_csv.is_file():
+            evaluated[run_label(row)] = read_csv(eval_csv)[1]
+    points = [point for history in evaluated.values() for point in history]
+    if not points:
+        return message_figure(NO_EVAL_CSV, path)
+    metric = the_one(points, "periodic metrics", lambda point: point["metric_name"])
+    the_one(points, "periodic feature networks", features)
+    fig, (by_images, by_hours) = pyplot().subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    for i, (label, history) in enumerate(evaluated.items()):
+        by_images.plot([p["images_seen"] for p in history], [p["fd"] for p in history], "o-",
+                       color=f"C{i % 10}", label=label)
+        by_hours.plot([p["train_seconds"] / 3600 for p in history], [p["fd"] for p in history], "o-",
+                      color=f"C{i % 10}", label=label)
+    by_images.set_xlabel("training images seen")
+    by_hours.set_xlabel("training wall-clock (hours)")
+    by_images.set_ylabel(f"{metric} (n={sample_counts(points)}, periodic)")
+    by_images.set_title(f"{metric} during training, per image seen")
+    by_hours.set_title(f"{metric} during training, per hour")
+    for ax in (by_images, by_hours):
+        ax.grid(alpha=0.3)
+    by_hours.legend(fontsize=7)
+    save(fig, path)
+
+
+def panel_title(row):
+    if row["method"] == "ddgan":
+        return f"{row['divergence']}, T={row['steps']}"
+    return f"{curve_label(row)}, {STEP_SYMBOL[row['method']]}={row['steps']}"
+
+
+def plot_sample_grids(rows, path):
+    from matplotlib.image import imread
+
+    panels = {}  # divergence (or baseline sampler) -> steps -> row; DDGAN first by sort order
+    for row in rows:
+        if row["grid"] and Path(row["grid"]).is_file():
+            panels.setdefault(curve_label(row), {})[row["steps"]] = row
+    if not panels:
+        return message_figure("no sample grids in the results (the grid column is empty)", path)
+    columns = sorted({steps for by_steps in panels.values() for steps in by_steps})
+    fig, axes = pyplot().subplots(len(panels), len(columns), squeeze=False,
+                                  figsize=(2.2 * len(columns), 2.4 * len(panels)))
+    for ax_row, by_steps in zip(axes, panels.values()):
+        for ax, steps in zip(ax_row, columns):
+            ax.axis("off")
+            if steps in by_steps:
+                image = imread(by_steps[steps]["grid"])
+                ax.imshow(image, cmap="gray" if image.ndim == 2 else None, interpolation="nearest")
+                ax.set_title(panel_title(by_steps[steps]), fontsize=9)
+    save(fig, path)
+
+
+def plot_results(csv_paths, out_dir):
+    """Write the figures and tables above for the given results CSVs; returns {name: path written}."""
+    rows = read_results(csv_paths)
+    metric = the_one(rows, "metrics", lambda row: row["metric_name"])
+    the_one(rows, "feature networks", features)
+    the_one(rows, "data sets", lambda row: row["data"])
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"fd_vs_nfe": out_dir / "fd_vs_nfe.png",
+             "divergence_comparison": out_dir / "divergence_comparison.png",
+             "training_curves": out_dir / "training_curves.png",
+             "sample_grids": out_dir / "sample_grids.png",
+             "results_md": out_dir / "results.md",
+             "results_json": out_dir / "results.json"}
+    colours = {label: f"C{i % 10}" for i, label in enumerate(curves(rows))}  # same colour in every figure
+    plot_fd_vs_nfe(rows, metric, colours, paths["fd_vs_nfe"])
+    plot_divergence_comparison(rows, metric, colours, paths["divergence_comparison"])
+    plot_training_curves(rows, paths["training_curves"])
+    plot_sample_grids(rows, paths["sample_grids"])
+    write_table(rows, metric, paths["results_md"])
+    paths["results_json"].write_text(json.dumps(rows, indent=1) + "\n")
+    return paths

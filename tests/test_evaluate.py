@@ -1,0 +1,112 @@
+"""`ddgan eval` and `ddgan plot` end to end: a tiny sweep, periodic evaluation, bad input."""
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ddgan.cli import main
+from ddgan.config import load_config
+from ddgan.featnet import train_featnet
+from ddgan.train import train
+
+from .conftest import REPO
+
+TINY = ["generator.base_channels=8", "generator.channel_mult=[1, 2]", "generator.num_res_blocks=1",
+        "generator.attn_resolutions=[]", "discriminator.base_channels=8",
+        "discriminator.channel_mult=[1, 2]", "train.batch_size=8", "train.log_every=1",
+        "train.sample_every=1000", "train.ckpt_every=1000", "train.num_grid=4", "ddpm.num_steps=50"]
+FIGURES = ("fd_vs_nfe", "divergence_comparison", "training_curves", "sample_grids")
+
+
+@pytest.fixture(scope="module")
+def fake_data(tmp_path_factory):
+    from .conftest import write_fake_fmnist
+
+    root = write_fake_fmnist(tmp_path_factory.mktemp("data"))
+    featnet = root.parent / "featnet.pt"
+    train_featnet({"name": "fmnist", "root": str(root), "image_size": None}, featnet, epochs=1,
+                  batch_size=32, device="cpu")
+    return root, featnet
+
+
+def test_tiny_sweep_goes_through_eval_and_plot(fake_data, tmp_path):
+    root, featnet = fake_data
+    out = tmp_path / "sweep"
+    command = [sys.executable, str(REPO / "scripts/sweep.py"), "--out", str(out),
+               "--config-dir", str(REPO / "configs/fmnist"), "--divergences", "js", "tv",
+               "--steps", "1", "2", "--baseline-steps", "1", "2", "--max-steps", "3",
+               "--featnet", str(featnet), "--num-samples", "40", "--set", *TINY,
+               f"data.root={root}", "eval.every_images=8", f"eval.extractor=featnet:{featnet}",
+               "eval.num_samples=16"]
+    subprocess.run(command, check=True, cwd=tmp_path, capture_output=True, text=True)
+
+    with open(out / "results" / "sweep.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    # 2 divergences x 2 T, DDPM x 2 samplers x 2 K, EDM (Heun) x 2 N
+    assert len(rows) == 4 + 4 + 2
+    edm = sorted((int(r["steps"]), int(r["nfe"])) for r in rows if r["method"] == "edm")
+    assert edm == [(1, 1), (2, 3)]
+    for row in rows:
+        assert row["metric_name"] == "FD-cls" and row["n_samples"] == "40"
+        assert row["extractor"] == "featnet" and row["data"] == "Fashion-MNIST"
+        assert float(row["img_per_s"]) > 0 and float(row["fd"]) >= 0 and row["kid"] and row["recall"]
+        assert int(row["ckpt_step"]) == 3 and (out / "results" / row["grid"]).is_file()
+    figures = out / "figures"
+    for name in FIGURES:
+        assert (figures / f"{name}.png").stat().st_size > 10_000, name
+    table = (figures / "results.md").read_text()
+    for row in rows:  # the table's numbers are the CSV's
+        assert f"| {float(row['fd']):.2f} |" in table
+    periodic = list(csv.DictReader(open(out / "ddgan_js_T1" / "eval.csv")))
+    assert [int(p["images_seen"]) for p in periodic] == [8, 16, 24]  # every 8 images, batch 8
+    assert all(float(p["train_seconds"]) > 0 for p in periodic)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(fake_data, tmp_path_factory):
+    root, _ = fake_data
+    out = tmp_path_factory.mktemp("runs") / "js_T2"
+    cfg = load_config(REPO / "configs/fmnist/ddgan_js.yaml",
+                      TINY + ["train.max_steps=2", "diffusion.num_steps=2", f"data.root={root}",
+                              f"train.out_dir={out}"])
+    return train(cfg)
+
+
+def run_cli(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 1
+    return capsys.readouterr().err
+
+
+def test_eval_command_and_its_errors(fake_data, tiny_run, tmp_path, capsys):
+    _, featnet = fake_data
+    out = tmp_path / "results" / "one.json"
+    main(["eval", str(tiny_run), "--extractor", f"featnet:{featnet}", "--num-samples", "20",
+          "--metrics", "fid", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert len(saved) == 1 and saved[0]["steps"] == 2 and saved[0]["kid"] is None
+    assert "appended 1 row" in capsys.readouterr().out
+
+    base = ["--extractor", f"featnet:{featnet}", "--num-samples", "8", "--out", str(out)]
+    err = run_cli(["eval", str(tmp_path / "nowhere"), *base], capsys)
+    assert "no checkpoint at" in err
+    err = run_cli(["eval", str(tiny_run), "--steps", "4", *base], capsys)
+    assert "trained with T = 2" in err and "a sweep over T is a set of runs" in err
+    err = run_cli(["eval", str(tiny_run), "--extractor", f"featnet:{tmp_path / 'x.pt'}",
+                   "--num-samples", "8", "--out", str(out)], capsys)
+    assert "do not exist" in err and "ddgan featnet" in err
+    err = run_cli(["eval", str(tiny_run), *base, "--metrics", "fid,is"], capsys)
+    assert "unknown metric" in err
+    assert len(list(csv.DictReader(open(out.with_suffix(".csv"))))) == 1  # failures append nothing
+
+
+def test_periodic_evaluation_needs_an_extractor(fake_data, tmp_path):
+    root, _ = fake_data
+    cfg = load_config(REPO / "configs/tiny.yaml", [f"data.root={root}", "eval.every_images=100",
+                                                   f"train.out_dir={tmp_path / 'run'}"])
+    with pytest.raises(ValueError, match="eval.every_images needs eval.extractor"):
+        train(cfg)
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,160 @@
+"""`ddgan plot`: the figures exist, and results.md and results.json say exactly what the CSVs say."""
+import csv
+import json
+
+import pytest
+from PIL import Image
+
+from ddgan.plot import COLUMNS, format_value, plot_results
+
+OUTPUTS = {"fd_vs_nfe": b"\x89PNG", "divergence_comparison": b"\x89PNG", "training_curves": b"\x89PNG",
+           "sample_grids": b"\x89PNG", "results_md": b"", "results_json": b""}
+
+
+def result(run, method, divergence, sampler, steps, nfe, fd, kid="", grid=""):
+    return {"run": run, "method": method, "divergence": divergence, "sampler": sampler, "steps": steps,
+            "nfe": nfe, "metric_name": "FD-cls", "fd": fd, "kid": kid, "kid_std": "0.0002" if kid else "",
+            "precision": 0.61234, "recall": 0.45678, "n_samples": 2000, "extractor": "featnet",
+            "extractor_hash": "ab12cd", "data": "Fashion-MNIST", "seed": 0, "img_per_s": 1234.56,
+            "ckpt_step": 100, "images_seen": 6400, "train_seconds": 7200.0, "wall_seconds": 3.5, "grid": grid}
+
+
+def write_csv(path, rows, columns=COLUMNS):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def write_grid(path, shade):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8), (shade, shade, shade)).save(path)
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    """Two CSVs: js/tv at T = 1, 2, DDPM ddim at K = 1, 2, 4, EDM heun at N = 2; the second
+    re-evaluates js at T = 2. Returns (csv paths, the rows as plot_results should keep them)."""
+    monkeypatch.chdir(tmp_path)  # runs are named relative to the working directory
+    write_grid(tmp_path / "evals" / "grids" / "js_T1.png", 40)  # relative to the CSV's folder
+    write_grid(tmp_path / "abs" / "tv_T2.png", 200)  # absolute
+    write_grid(tmp_path / "evals" / "grids" / "ddim_K4.png", 120)
+    first = [
+        result("runs/js_T1", "ddgan", "js", "ddgan", 1, 1, 41.23456, kid="0.01234", grid="grids/js_T1.png"),
+        result("runs/js_T2", "ddgan", "js", "ddgan", 2, 2, 30.0, kid="0.00987"),  # replaced below
+        result("runs/tv_T1", "ddgan", "tv", "ddgan", 1, 1, 55.555),
+        result("runs/tv_T2", "ddgan", "tv", "ddgan", 2, 2, 38.004, grid=str(tmp_path / "abs" / "tv_T2.png")),
+        result("runs/ddpm", "ddpm", "", "ddim", 1, 1, 250.1),
+        result("runs/ddpm", "ddpm", "", "ddim", 2, 2, 180.987),
+        result("runs/ddpm", "ddpm", "", "ddim", 4, 4, 99.999, grid="grids/ddim_K4.png"),
+        result("runs/edm", "edm", "", "heun", 2, 3, 120.5),
+    ]
+    second = [result("runs/js_T2", "ddgan", "js", "ddgan", 2, 2, 27.31415, kid="0.00512")]
+    write_csv(tmp_path / "runs" / "js_T2" / "eval.csv", [
+        {"step": s, "images_seen": 64 * s, "train_seconds": 36.0 * s, "metric_name": "FD-cls", "fd": 90.0 / s,
+         "n_samples": 500, "extractor": "featnet", "extractor_hash": "ab12cd"} for s in (100, 200, 300)],
+        columns=["step", "images_seen", "train_seconds", "metric_name", "fd", "n_samples", "extractor",
+                 "extractor_hash"])
+    paths = [write_csv(tmp_path / "evals" / "a.csv", first), write_csv(tmp_path / "other" / "b.csv", second)]
+    return paths, first[:1] + second + first[2:]
+
+
+def read_table(path):
+    """results.md's table as a list of {header: cell}."""
+    lines = [line for line in path.read_text().splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    assert set(lines[1]) <= set("|-")
+    return [dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")))) for line in lines[2:]]
+
+
+def test_format_value():
+    assert format_value(41.23456, "fd") == "41.23"
+    assert format_value(0.012345, "kid") == "0.0123"
+    assert format_value(0.61234, "precision") == "0.612"
+    assert format_value(1234.56, "img_per_s") == "1234.6"
+    assert format_value(4, "nfe") == "4"
+    assert format_value(None, "kid") == "—"
+
+
+def test_writes_every_output(results, tmp_path):
+    paths = plot_results(results[0], tmp_path / "figures")
+    assert set(paths) == set(OUTPUTS)
+    for name, magic in OUTPUTS.items():
+        data = paths[name].read_bytes()
+        assert paths[name].parent == tmp_path / "figures" and len(data) > 100 and data.startswith(magic)
+    json.loads(paths["results_json"].read_text())
+
+
+def test_table_equals_the_csvs_with_the_last_duplicate_winning(results, tmp_path):
+    csv_paths, expected = results
+    paths = plot_results(csv_paths, tmp_path / "figures")
+    text = paths["results_md"].read_text()
+    table = read_table(paths["results_md"])
+
+    assert "Fashion-MNIST" in text.splitlines()[0] and "FD-cls" in text.splitlines()[0]
+    assert "2000" in text.splitlines()[0]
+    assert list(table[0]) == ["method", "divergence / sampler", "steps", "NFE", "FD-cls", "KID",
+                              "precision", "recall", "n", "img/s", "extractor", "data"]
+    # Sorted by method, divergence/sampler, NFE; one row per (run, sampler, steps).
+    assert [(r["method"], r["divergence / sampler"], r["steps"], r["NFE"]) for r in table] == [
+        ("ddgan", "js", "1", "1"), ("ddgan", "js", "2", "2"), ("ddgan", "tv", "1", "1"), ("ddgan", "tv", "2", "2"),
+        ("ddpm", "ddim", "1", "1"), ("ddpm", "ddim", "2", "2"), ("ddpm", "ddim", "4", "4"), ("edm", "heun", "2", "3")]
+    assert [r["FD-cls"] for r in table] == ["41.23", "27.31", "55.55", "38.00", "250.10", "180.99", "100.00", "120.50"]
+    assert "30.00" not in text  # the replaced evaluation of js, T = 2
+
+    for cells, row in zip(table, expected):
+        assert cells["FD-cls"] == format_value(row["fd"], "fd")
+        assert float(cells["FD-cls"]) == round(row["fd"], 2)  # the CSV's number, to 2 decimals
+        assert cells["precision"] == "0.612" and cells["recall"] == "0.457"
+        assert cells["n"] == "2000" and cells["img/s"] == "1234.6"
+        assert cells["extractor"] == "featnet:ab12cd" and cells["data"] == "Fashion-MNIST"
+        if row["kid"]:
+            assert cells["KID"] == f"{format_value(float(row['kid']), 'kid')} ± 0.0002"
+        else:
+            assert cells["KID"] == "—"
+    assert [c["KID"] for c in table[:3]] == ["0.0123 ± 0.0002", "0.0051 ± 0.0002", "—"]
+
+
+def test_json_holds_the_merged_rows_as_numbers(results, tmp_path):
+    csv_paths, expected = results
+    rows = json.loads(plot_results(csv_paths, tmp_path / "figures")["results_json"].read_text())
+    assert [(r["run"], r["fd"]) for r in rows] == [(r["run"], r["fd"]) for r in expected]
+    js_t2 = rows[1]
+    assert js_t2["kid"] == 0.00512 and js_t2["steps"] == 2 and js_t2["img_per_s"] == 1234.56
+    assert rows[2]["kid"] is None and rows[2]["precision"] == 0.61234
+    assert rows[0]["grid"] == str(tmp_path / "evals" / "grids" / "js_T1.png")
+
+
+def test_mixed_metric_names_are_refused(results, tmp_path):
+    inception = result("runs/js_T4", "ddgan", "js", "ddgan", 4, 4, 12.0) | {"metric_name": "FID"}
+    extra = write_csv(tmp_path / "fid.csv", [inception])
+    with pytest.raises(ValueError, match=r"'FD-cls' and 'FID'"):
+        plot_results([*results[0], extra], tmp_path / "figures")
+
+
+def test_missing_optional_columns_and_inputs(tmp_path):
+    """No kid/precision columns at all, no grids, no eval.csv: still every output, with "—"."""
+    row = result(str(tmp_path / "runs" / "x"), "edm", "", "euler", 4, 4, 77.777)
+    columns = [c for c in COLUMNS if c not in ("kid", "kid_std", "precision", "recall", "grid")]
+    path = write_csv(tmp_path / "r.csv", [{c: row[c] for c in columns}], columns=columns)
+    paths = plot_results([path], tmp_path / "figures")
+    [cells] = read_table(paths["results_md"])
+    assert (cells["FD-cls"], cells["KID"], cells["precision"], cells["recall"]) == ("77.78", "—", "—", "—")
+    assert all(paths[name].read_bytes().startswith(b"\x89PNG") for name in ("training_curves", "sample_grids"))
+
+    write_csv(tmp_path / "bad.csv", [{"run": "x"}], columns=["run"])
+    with pytest.raises(ValueError, match="fd"):
+        plot_results([tmp_path / "bad.csv"], tmp_path / "figures")
+
+
+def test_periodic_evaluations_are_found_and_checked_too(results, tmp_path):
+    """A second run's eval.csv (its run named relative to the working directory) with another metric."""
+    eval_csv = tmp_path / "runs" / "tv_T1" / "eval.csv"
+    write_csv(eval_csv, [{"step": 100, "images_seen": 6400, "train_seconds": 60.0, "metric_name": "FID",
+                          "fd": 80.0, "n_samples": 500, "extractor": "inception", "extractor_hash": "ff00"}],
+              columns=["step", "images_seen", "train_seconds", "metric_name", "fd", "n_samples", "extractor",
+                       "extractor_hash"])
+    with pytest.raises(ValueError, match=r"periodic metrics 'FD-cls' and 'FID'"):
+        plot_results(results[0], tmp_path / "figures")
