@@ -1,4 +1,4 @@
-"""The `ddgan` command: train, sample, toy, featnet, eval, plot."""
+"""The `ddgan` command: train, sample, toy, featnet, eval, plot, bench."""
 import argparse
 import json
 import sys
@@ -60,9 +60,12 @@ def cmd_eval(args):
                          inception_weights=args.inception_weights)
     csv_path = write_results(rows, args.out)
     for row in rows:
-        print(f"{row['run']} {row['sampler']} steps={row['steps']} NFE={row['nfe']}: "
-              f"{row['metric_name']} {row['fd']:.2f} (n={row['n_samples']}, "
-              f"{row['extractor']}:{row['extractor_hash']}), {row['img_per_s']:.1f} img/s")
+        values = ", ".join(f"{name} {row[key]:.4g}" for key, name in (
+            ("fd", row["metric_name"]), ("kid", "KID"), ("precision", "precision"),
+            ("recall", "recall")) if row[key] is not None)
+        print(f"{row['run']} {row['sampler']} steps={row['steps']} NFE={row['nfe']}: {values} "
+              f"(n={row['n_samples']}, {row['extractor']}:{row['extractor_hash']}), "
+              f"{row['img_per_s']:.1f} img/s")
     print(f"wrote {args.out}; appended {len(rows)} row(s) to {csv_path}")
 
 
@@ -71,6 +74,17 @@ def cmd_plot(args):
 
     for path in plot_results(args.csvs, args.out).values():
         print(path)
+
+
+def cmd_bench(args):
+    from .bench import markdown, run_bench
+
+    result = run_bench(args.configs, args.overrides, args.steps, args.sample_batch, args.warmup,
+                       args.repeats, args.mixed_precision, args.cpu, args.out)
+    print(json.dumps(result["environment"]))
+    print(markdown(result["rows"]))
+    if args.out:
+        print(f"wrote {args.out}")
 
 
 def build_parser():
@@ -169,6 +183,23 @@ def build_parser():
     p.add_argument("csvs", nargs="+", metavar="CSV")
     p.add_argument("--out", required=True, help="folder for the figures and table")
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("bench", help="training and sampling throughput (a benchmark, not a test)",
+                       description="Time each config's train step and its sampler (median of "
+                       "synchronised repeats after a warm-up); print a table, write JSON.")
+    p.add_argument("configs", nargs="+", metavar="CONFIG",
+                   help="e.g. configs/cifar10/ddgan_js.yaml configs/cifar10/ddpm.yaml configs/cifar10/edm.yaml")
+    p.add_argument("--set", nargs="*", default=[], dest="overrides", metavar="KEY=VALUE",
+                   help="config overrides for every config (e.g. a small model on a CPU)")
+    p.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4],
+                   help="sampling: DDGAN T, DDPM K (DDIM), EDM N (Heun, NFE 2N-1)")
+    p.add_argument("--sample-batch", type=int, nargs="+", default=[100])
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--mixed-precision", default="no", choices=["no", "bf16"])
+    p.add_argument("--cpu", action="store_true", help="benchmark on the CPU even if a GPU is present")
+    p.add_argument("--out", default=None, help="JSON file for the results")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -20,7 +20,7 @@ from torchvision.utils import save_image
 from . import checkpoint
 from .data import data_label, load_images
 from .generate import ema_network, sample_images
-from .metrics import compute_metrics, quantise, resolve_extractor
+from .metrics import check_metrics, compute_metrics, quantise, resolve_extractor
 
 RESULT_COLUMNS = ["run", "method", "divergence", "sampler", "steps", "nfe", "metric_name", "fd",
                   "kid", "kid_std", "precision", "recall", "n_samples", "extractor",
@@ -84,6 +84,11 @@ def evaluate_runs(run_dirs, extractor_spec, steps=None, samplers=None, num_sampl
                   grid_dir=None, data_root=None, inception_weights=None):
     """Evaluate each run's checkpoint at each planned step count; returns the result rows."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    check_metrics(metrics)
+    known = {name for names in SAMPLERS.values() for name in names}
+    if samplers and set(samplers) - known:
+        raise ValueError(f"unknown sampler(s) {sorted(set(samplers) - known)}; valid: "
+                         f"{', '.join(sorted(known - {'ddgan'}))}")
     extractor = resolve_extractor(extractor_spec, inception_weights)
     jobs = []
     for run in map(Path, run_dirs):
@@ -108,15 +113,17 @@ def evaluate_runs(run_dirs, extractor_spec, steps=None, samplers=None, num_sampl
             references[key] = images, reference_name(images)
         reference, name = references[key]
         for sampler, count in todo:
-            started = time.perf_counter()
-            rng = torch.Generator(device).manual_seed(seed)
             baseline = cfg["method"] != "ddgan"
-            images = sample_images(network, method, cfg, state["image_shape"], num_samples, rng,
-                                   batch_size, steps=count if baseline else None,
-                                   sampler=sampler if baseline else None)
+            draw = lambda num, rng: sample_images(  # noqa: E731
+                network, method, cfg, state["image_shape"], num, rng, batch_size,
+                steps=count if baseline else None, sampler=sampler if baseline else None)
+            draw(min(batch_size, num_samples), torch.Generator(device).manual_seed(seed))  # warm-up
+            started = time.perf_counter()
+            images = draw(num_samples, torch.Generator(device).manual_seed(seed))
             img_per_s = num_samples / (time.perf_counter() - started)  # sample_images ends synchronised
             values = compute_metrics(quantise(images), reference, extractor, metrics,
-                                     reference_name=name, batch_size=batch_size, seed=seed)
+                                     reference_name=name, batch_size=batch_size, seed=seed,
+                                     cuda=device.type == "cuda")
             grid = None
             if grid_dir is not None:
                 grid = Path(grid_dir) / f"{run.name}_{sampler}_{count}.png"
@@ -168,8 +175,11 @@ def periodic_fd(network, method, cfg, image_shape, reference, extractor, num_sam
                 batch_size, reference_cache_name):
     """The run's metric on num_samples EMA samples (fixed seed), for the training curves."""
     device = next(network.parameters()).device
-    rng = torch.Generator(device).manual_seed(seed)
-    images = sample_images(network, method, cfg, image_shape, num_samples, rng, batch_size)
-    return compute_metrics(quantise(images), reference, extractor, ("fid",),
-                           reference_name=reference_cache_name, batch_size=batch_size,
-                           seed=seed)["fd"]
+    # torch-fidelity builds networks and loaders from the global generators: fork them, so
+    # that evaluating (or not) leaves the training's random draws unchanged.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        rng = torch.Generator(device).manual_seed(seed)
+        images = sample_images(network, method, cfg, image_shape, num_samples, rng, batch_size)
+        return compute_metrics(quantise(images), reference, extractor, ("fid",),
+                               reference_name=reference_cache_name, batch_size=batch_size,
+                               seed=seed, cuda=device.type == "cuda")["fd"]

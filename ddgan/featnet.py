@@ -75,8 +75,9 @@ def train_featnet(cfg_data, out, epochs=3, batch_size=128, lr=2e-3, width=32, se
                   device=None, max_train_images=None):
     """Train on the training split, test on the test split, save to `out`; returns the info dict.
 
-    Deterministic for a given machine and torch version: seeded weights, a seeded data order
-    and augmentation (random horizontal flips), Adam with a one-cycle schedule.
+    Deterministic on a CPU for a given machine and torch version: seeded weights, a seeded
+    data order and augmentation (random horizontal flips), Adam with a one-cycle schedule.
+    On a GPU, cuDNN's backward passes may differ between runs: the hash says which was used.
     """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     images, labels = load_dataset(cfg_data, "train")
@@ -124,9 +125,13 @@ def train_featnet(cfg_data, out, epochs=3, batch_size=128, lr=2e-3, width=32, se
 
 def load_featnet(path):
     """(FeatNet in eval mode, its info dict); the weights must match their recorded hash."""
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    network = FeatNet(**saved["arch"])
-    network.load_state_dict(saved["state_dict"])
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        network = FeatNet(**saved["arch"])
+        network.load_state_dict(saved["state_dict"])
+    except Exception as err:  # not a torch file, or not a featnet's: same advice
+        raise ValueError(f"{path} is not a ddgan featnet file ({type(err).__name__}: {err}); "
+                         f"train one with `ddgan featnet`") from None
     found = weights_hash(saved["state_dict"])
     if found != saved["info"]["hash"]:
         raise ValueError(f"{path}: its weights hash to {found}, not the recorded "

@@ -158,38 +158,29 @@ def resolve_extractor(spec, inception_path=None):
 
 
 def compute_metrics(generated, reference, extractor, metrics=("fid",), reference_name=None,
-                    batch_size=256, cache_root=CACHE_ROOT, seed=0):
-    """{'fd', 'kid', 'kid_std', 'precision', 'recall'} (those asked for) of uint8 image sets.
+                    batch_size=256, cache_root=CACHE_ROOT, seed=0, cuda=None):
+    """{'fd', 'kid', 'kid_std', 'precision', 'recall'} (those asked for) of uint8 image sets,
+    from one torch-fidelity call.
 
     reference_name names the reference set in torch-fidelity's feature cache (the
     extractor's hash is added, so that different networks never share an entry).
-    Precision/recall compare against a fixed random subset of the reference of the
-    generated set's size, as k-NN manifolds of unequal sets are not comparable.
+    cuda: run the feature network on the GPU (default: when one is available).
     """
-    unknown = set(metrics) - {"fid", "kid", "pr"}
-    if unknown:
-        raise ValueError(f"unknown metric(s) {sorted(unknown)}; valid: fid, kid, pr")
-    common = dict(feature_extractor=extractor.name, feature_extractor_weights_path=extractor.weights_path,
-                  cuda=torch.cuda.is_available(), batch_size=batch_size, verbose=False,
-                  save_cpu_ram=True, cache_root=str(cache_root), rng_seed=seed)
+    check_metrics(metrics)
     cache_name = f"{reference_name}-{extractor.label}-{extractor.hash}" if reference_name else None
-    results = {}
-    if "fid" in metrics or "kid" in metrics:
-        size = min(1000, len(generated), len(reference))
-        out = torch_fidelity.calculate_metrics(
-            input1=UInt8Images(generated), input2=UInt8Images(reference), input2_cache_name=cache_name,
-            fid="fid" in metrics, kid="kid" in metrics, kid_subset_size=size, **common)
-        if "fid" in metrics:
-            results["fd"] = out["frechet_inception_distance"]
-        if "kid" in metrics:
-            results["kid"] = out["kernel_inception_distance_mean"]
-            results["kid_std"] = out["kernel_inception_distance_std"]
-    if "pr" in metrics:
-        subset = torch.randperm(len(reference), generator=torch.Generator().manual_seed(seed))
-        subset = subset[:len(generated)]
-        out = torch_fidelity.calculate_metrics(
-            input1=UInt8Images(generated), input2=UInt8Images(reference[subset]), prc=True,
-            input2_cache_name=f"{cache_name}-pr{len(subset)}-seed{seed}" if cache_name else None,
-            **common)
-        results["precision"], results["recall"] = out["precision"], out["recall"]
-    return results
+    out = torch_fidelity.calculate_metrics(
+        input1=UInt8Images(generated), input2=UInt8Images(reference), input2_cache_name=cache_name,
+        fid="fid" in metrics, kid="kid" in metrics, prc="pr" in metrics,
+        kid_subset_size=min(1000, len(generated), len(reference)),
+        feature_extractor=extractor.name, feature_extractor_weights_path=extractor.weights_path,
+        cuda=torch.cuda.is_available() if cuda is None else cuda, batch_size=batch_size,
+        verbose=False, save_cpu_ram=True, cache_root=str(cache_root), rng_seed=seed)
+    names = {"fd": "frechet_inception_distance", "kid": "kernel_inception_distance_mean",
+             "kid_std": "kernel_inception_distance_std", "precision": "precision", "recall": "recall"}
+    return {ours: out[theirs] for ours, theirs in names.items() if theirs in out}
+
+
+def check_metrics(metrics):
+    unknown = set(metrics) - {"fid", "kid", "pr"}
+    if unknown or not metrics:
+        raise ValueError(f"unknown metric(s) {sorted(unknown)}; valid: fid, kid, pr (comma-separated)")

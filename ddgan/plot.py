@@ -209,7 +209,8 @@ def plot_training_curves(rows, path):
     for row in rows:
         eval_csv = Path(row["run"]) / "eval.csv"  # relative runs: relative to the working directory
         if run_label(row) not in evaluated and eval_csv.is_file():
-            evaluated[run_label(row)] = read_csv(eval_csv)[1]
+            # A step evaluated again after a resume: its latest row counts.
+            evaluated[run_label(row)] = list({p["step"]: p for p in read_csv(eval_csv)[1]}.values())
     points = [point for history in evaluated.values() for point in history]
     if not points:
         return message_figure(NO_EVAL_CSV, path)
@@ -275,8 +276,13 @@ def plot_results(csv_paths, out_dir):
              "results_md": out_dir / "results.md",
              "results_json": out_dir / "results.json"}
     colours = {label: f"C{i % 10}" for i, label in enumerate(curves(rows))}  # same colour in every figure
-    plot_fd_vs_nfe(rows, metric, colours, paths["fd_vs_nfe"])
-    plot_divergence_comparison(rows, metric, colours, paths["divergence_comparison"])
+    scored = [row for row in rows if row["fd"] is not None]  # `ddgan eval --metrics kid,pr` has no fd
+    if scored:
+        plot_fd_vs_nfe(scored, metric, colours, paths["fd_vs_nfe"])
+        plot_divergence_comparison(scored, metric, colours, paths["divergence_comparison"])
+    else:
+        for name in ("fd_vs_nfe", "divergence_comparison"):
+            message_figure(f"no {metric} in the results (evaluate with --metrics fid)", paths[name])
     plot_training_curves(rows, paths["training_curves"])
     plot_sample_grids(rows, paths["sample_grids"])
     write_table(rows, metric, paths["results_md"])

@@ -139,7 +139,7 @@ def train(cfg, resume=False, stop_at=None):
         method.load_state_dict(state["method"])
         batches.load_state_dict(state["data"])
         checkpoint.set_rng_state(state["rng"][accelerator.process_index])
-        start, train_seconds = state["step"], state["train_seconds"]
+        start, train_seconds = state["step"], state.get("train_seconds", 0.0)
     elif main:
         run.dir.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, run.config)

@@ -110,3 +110,39 @@ def test_periodic_evaluation_needs_an_extractor(fake_data, tmp_path):
     with pytest.raises(ValueError, match="eval.every_images needs eval.extractor"):
         train(cfg)
     assert not (tmp_path / "run").exists()
+
+
+def test_periodic_evaluation_leaves_the_training_unchanged(fake_data, tmp_path):
+    import torch
+
+    root, featnet = fake_data
+    weights = {}
+    for every in (0, 8):
+        cfg = load_config(REPO / "configs/fmnist/ddgan_js.yaml", TINY + [
+            "train.max_steps=3", "diffusion.num_steps=2", f"data.root={root}",
+            f"train.out_dir={tmp_path / str(every)}", "data.on_device=false",
+            f"eval.every_images={every}", f"eval.extractor=featnet:{featnet}", "eval.num_samples=8"])
+        state = torch.load(train(cfg) / "checkpoints" / "last.pt", weights_only=False)
+        weights[every] = state["method"]["generator"]
+    assert (tmp_path / "8" / "eval.csv").is_file() and not (tmp_path / "0" / "eval.csv").exists()
+    for name, value in weights[0].items():
+        assert torch.equal(value, weights[8][name]), name
+
+
+def test_eval_without_fid_and_bad_extractor_files(fake_data, tiny_run, tmp_path, capsys):
+    _, featnet = fake_data
+    out = tmp_path / "kid.json"
+    main(["eval", str(tiny_run), "--extractor", f"featnet:{featnet}", "--num-samples", "20",
+          "--metrics", "kid,pr", "--out", str(out)])
+    row = json.loads(out.read_text())[0]
+    assert row["fd"] is None and row["kid"] is not None and row["precision"] is not None
+    main(["plot", str(out.with_suffix(".csv")), "--out", str(tmp_path / "figures")])
+    assert (tmp_path / "figures" / "fd_vs_nfe.png").is_file()
+
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    err = run_cli(["eval", str(tiny_run), "--extractor", f"featnet:{junk}", "--out", str(out)], capsys)
+    assert "is not a ddgan featnet file" in err
+    err = run_cli(["eval", str(tiny_run), "--extractor", f"featnet:{featnet}", "--samplers", "dddim",
+                   "--out", str(out)], capsys)
+    assert "unknown sampler" in err

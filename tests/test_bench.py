@@ -1,0 +1,27 @@
+"""The benchmark runs (at small sizes, on a CPU) and reports what it measured."""
+import json
+
+from ddgan.cli import main
+
+from .conftest import REPO
+
+SMALL = ["generator.base_channels=8", "generator.channel_mult=[1, 2]", "generator.num_res_blocks=1",
+         "generator.attn_resolutions=[]", "discriminator.base_channels=8",
+         "discriminator.channel_mult=[1, 2]", "train.batch_size=4", "ddpm.num_steps=20"]
+
+
+def test_bench_times_training_and_sampling_of_each_method(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    main(["bench", *(str(REPO / f"configs/fmnist/{m}.yaml") for m in ("ddgan_js", "ddpm", "edm")),
+          "--set", *SMALL, "--steps", "1", "2", "--sample-batch", "3", "--warmup", "1",
+          "--repeats", "2", "--cpu", "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert result["environment"]["device"].startswith("cpu") and result["environment"]["torch"]
+    rows = result["rows"]
+    assert [r["method"] for r in rows if r["what"] == "train"] == ["ddgan js", "ddpm", "edm"]
+    assert sorted(r["nfe"] for r in rows if r["method"] == "edm" and r["nfe"]) == [1, 3]
+    for r in rows:
+        assert r["seconds"] > 0 and abs(r["img_per_s"] * r["seconds"] - (
+            r["batch"] if r["what"] != "train" else r["batch"])) < 1e-6 * r["batch"] + 1e-9
+    printed = capsys.readouterr().out
+    assert "| ddgan js | train | 4 |" in printed and "img/s" in printed
