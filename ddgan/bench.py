@@ -18,7 +18,7 @@ from accelerate import Accelerator
 
 from .config import load_config
 from .methods import method_class
-from .evaluate import nfe
+from .samplers import nfe
 
 IMAGE_SHAPES = {"fmnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
@@ -68,11 +68,11 @@ def bench_config(cfg, accelerator, steps, sample_batches, warmup, repeats):
     seconds = median_seconds(lambda: method.train_step(batches, next(step)), device, warmup, repeats)
     images = batch * method.batches_per_step
     name = cfg["method"] if cfg["method"] != "ddgan" else f"ddgan {cfg['divergence']['name']}"
-    params = sum(p.numel() for p in method_cls.build_network(cfg, shape).parameters())
+    network = method.ema.module.eval()  # the sampled network: G, or the denoiser
+    params = sum(p.numel() for p in network.parameters())
     rows = [{"method": name, "what": "train", "batch": batch, "steps": None, "nfe": None,
              "seconds": seconds, "img_per_s": images / seconds, "params_m": params / 1e6}]
 
-    network = method.ema.module.eval()
     sampler = {"ddgan": None, "ddpm": "ddim", "edm": "heun"}[cfg["method"]]
     for k in steps:
         run_cfg = cfg

@@ -21,6 +21,7 @@ from . import checkpoint
 from .data import data_label, load_images
 from .generate import ema_network, sample_images
 from .metrics import check_metrics, compute_metrics, quantise, resolve_extractor
+from .samplers import nfe
 
 RESULT_COLUMNS = ["run", "method", "divergence", "sampler", "steps", "nfe", "metric_name", "fd",
                   "kid", "kid_std", "precision", "recall", "n_samples", "extractor",
@@ -32,11 +33,6 @@ PERIODIC_COLUMNS = ["step", "images_seen", "train_seconds", "metric_name", "fd",
 SAMPLERS = {"ddgan": ["ddgan"], "ddpm": ["ancestral", "ddim"], "edm": ["heun", "euler"]}
 DEFAULT_SAMPLERS = {"ddgan": ["ddgan"], "ddpm": ["ancestral", "ddim"], "edm": ["heun"]}
 GRID_SIZE = 64
-
-
-def nfe(method, steps, sampler):
-    """Network calls of one sample: T, K, or 2N - 1 for EDM's Heun (N for Euler)."""
-    return 2 * steps - 1 if (method, sampler) == ("edm", "heun") else steps
 
 
 def plan(cfg, run, steps=None, samplers=None):

@@ -24,7 +24,7 @@ from .methods.ddpm import build_ddpm_process, ddpm_loss
 from .methods.edm import edm_loss
 from .networks import MLPDiscriminator, MLPGenerator
 from .networks.precond import EDMPrecond
-from .samplers import ddgan_sampler
+from .samplers import ddgan_sampler, nfe
 
 MODE_STD = 0.05
 NUM_EVAL_SAMPLES = 10_000
@@ -174,10 +174,10 @@ class ToyDenoiser:
         if method == "edm":
             network = EDMPrecond(network, self.cfg["edm"]["sigma_data"])
             self.sampler = sampler or "heun"
-            self.nfe = 2 * steps - 1 if self.sampler == "heun" else steps
         else:
             self.process = build_ddpm_process(self.cfg)
-            self.sampler, self.nfe = sampler or "ancestral", steps
+            self.sampler = sampler or "ancestral"
+        self.nfe = nfe(method, steps, self.sampler)
         self.network = network
         self.optimizer = torch.optim.Adam(network.parameters(), lr=hp["lr_g"], betas=hp["betas"])
         self.num_updates = hp["iters"]
