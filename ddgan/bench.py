@@ -19,6 +19,7 @@ from accelerate import Accelerator
 from .config import load_config
 from .methods import method_class
 from .samplers import nfe
+from .speed import PLAIN_OVERRIDES, compiled, resolve, set_backend_flags
 
 IMAGE_SHAPES = {"fmnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
@@ -70,6 +71,7 @@ def bench_config(cfg, accelerator, steps, sample_batches, warmup, repeats):
     name = cfg["method"] if cfg["method"] != "ddgan" else f"ddgan {cfg['divergence']['name']}"
     network = method.ema.module.eval()  # the sampled network: G, or the denoiser
     params = sum(p.numel() for p in network.parameters())
+    network = compiled(network, resolve(cfg["speed"], device))  # the EMA is channels_last already
     rows = [{"method": name, "what": "train", "batch": batch, "steps": None, "nfe": None,
              "seconds": seconds, "img_per_s": images / seconds, "params_m": params / 1e6}]
 
@@ -93,15 +95,11 @@ def bench_config(cfg, accelerator, steps, sample_batches, warmup, repeats):
     return rows
 
 
-def environment(accelerator):
+def environment(accelerator, speed):
     device = accelerator.device
     return {"device": torch.cuda.get_device_name(device) if device.type == "cuda"
             else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
-            "torch": torch.__version__, "mixed_precision": accelerator.mixed_precision,
-            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
-            "cudnn_benchmark": torch.backends.cudnn.benchmark,
-            # Not in the code yet (docs/PERFORMANCE.md): recorded so that tables say what they measured.
-            "channels_last": False, "torch_compile": False, "fused_adam": False}
+            "torch": torch.__version__, "mixed_precision": accelerator.mixed_precision, **speed}
 
 
 def markdown(rows):
@@ -113,16 +111,22 @@ def markdown(rows):
 
 
 def run_bench(config_paths, overrides=(), steps=(1, 2, 4), sample_batches=(100,), warmup=2,
-              repeats=5, mixed_precision="no", cpu=False, out=None):
-    """Benchmark each config; returns {'environment', 'rows'} (and writes it to `out` as JSON)."""
+              repeats=5, mixed_precision="no", cpu=False, out=None, plain=False):
+    """Benchmark each config; returns {'environment', 'rows'} (and writes it to `out` as JSON).
+
+    The fast mode (ddgan/speed.py) is on where the configs leave it on; plain turns it off.
+    """
+    overrides = list(overrides) + (PLAIN_OVERRIDES if plain else [])
     configs = [load_config(path, overrides) for path in config_paths]
     accelerator = Accelerator(mixed_precision=mixed_precision, cpu=cpu)
+    speed = resolve(configs[0]["speed"], accelerator.device)  # the same overrides for every config
+    set_backend_flags(speed)
     torch.manual_seed(0)
     rows = []
     for path, cfg in zip(config_paths, configs):
         for row in bench_config(cfg, accelerator, steps, sample_batches, warmup, repeats):
             rows.append({"config": str(path), **row})
-    result = {"environment": environment(accelerator), "warmup": warmup, "repeats": repeats,
+    result = {"environment": environment(accelerator, speed), "warmup": warmup, "repeats": repeats,
               "overrides": list(overrides), "rows": rows}
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -5,12 +5,17 @@ import sys
 
 from divergences import DIVERGENCES
 
+PLAIN_HELP = ("turn the fast mode off (TF32, cuDNN autotuning, channels_last, fused Adam, "
+              "torch.compile; on by default with a GPU, see docs/PERFORMANCE.md)")
+
 
 def cmd_train(args):
     from .config import load_config
     from .train import train
 
-    cfg = load_config(args.config, args.overrides)
+    from .speed import PLAIN_OVERRIDES
+
+    cfg = load_config(args.config, args.overrides + (PLAIN_OVERRIDES if args.plain else []))
     run_dir = train(cfg, resume=args.resume, stop_at=args.stop_at)
     print(f"run directory: {run_dir}")
 
@@ -57,7 +62,7 @@ def cmd_eval(args):
                          seed=args.seed, batch_size=args.batch_size, device=args.device,
                          checkpoint_name=args.checkpoint, data_root=args.data_root,
                          grid_dir=args.out.removesuffix(".json") + "_grids",
-                         inception_weights=args.inception_weights)
+                         inception_weights=args.inception_weights, plain=args.plain)
     csv_path = write_results(rows, args.out)
     for row in rows:
         values = ", ".join(f"{name} {row[key]:.4g}" for key, name in (
@@ -80,7 +85,7 @@ def cmd_bench(args):
     from .bench import markdown, run_bench
 
     result = run_bench(args.configs, args.overrides, args.steps, args.sample_batch, args.warmup,
-                       args.repeats, args.mixed_precision, args.cpu, args.out)
+                       args.repeats, args.mixed_precision, args.cpu, args.out, args.plain)
     print(json.dumps(result["environment"]))
     print(markdown(result["rows"]))
     if args.out:
@@ -104,6 +109,7 @@ def build_parser():
                    help="continue the run in train.out_dir from checkpoints/last.pt")
     p.add_argument("--stop-at", type=int, default=None, metavar="STEP",
                    help="save a checkpoint and exit after STEP steps (for time-limited jobs)")
+    p.add_argument("--plain", action="store_true", help=PLAIN_HELP + "; same as speed.*=false")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sample", help="sample images from a checkpoint's EMA network",
@@ -175,6 +181,7 @@ def build_parser():
     p.add_argument("--checkpoint", default="last.pt", help="file in RUN/checkpoints/")
     p.add_argument("--data-root", default=None, help="where the reference (training) set is, "
                    "if not where the run's config says")
+    p.add_argument("--plain", action="store_true", help=PLAIN_HELP)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("plot", help="figures and a Markdown table from eval CSVs",
@@ -199,6 +206,7 @@ def build_parser():
     p.add_argument("--mixed-precision", default="no", choices=["no", "bf16"])
     p.add_argument("--cpu", action="store_true", help="benchmark on the CPU even if a GPU is present")
     p.add_argument("--out", default=None, help="JSON file for the results")
+    p.add_argument("--plain", action="store_true", help=PLAIN_HELP)
     p.set_defaults(func=cmd_bench)
     return parser
 

@@ -83,6 +83,14 @@ DEFAULTS = {
         "keep_every": 10000,     # also keep checkpoints/step_N.pt (0 = never)
         "num_grid": 64,          # images in the periodic sample grids
     },
+    "speed": {                   # ddgan/speed.py; null = on with a CUDA GPU, off elsewhere
+        "tf32": None,            # TF32 matmuls and convolutions
+        "cudnn_benchmark": None,  # cuDNN picks the fastest convolution algorithms
+        "channels_last": None,   # NHWC memory format for the networks
+        "fused_adam": None,      # one fused kernel per optimiser step
+        "compile": None,         # torch.compile G and D (R1 and GP passes stay eager)
+        "compile_backend": "inductor",  # aot_eager: capture graphs without generating code
+    },
     "eval": {                    # periodic evaluation, for the training curves (0 = off)
         "every_images": 0,       # evaluate each time this many more training images were seen
         "num_samples": 1000,     # small: a trend, not a reportable number (docs/EVALUATION.md)

@@ -47,34 +47,42 @@ class ForwardProcess:
         self.posterior_variance = ((1 - abar_prev) / (1 - abar) * betas).float()
         self.posterior_mean_coef_x0 = (abar_prev.sqrt() * betas / (1 - abar)).float()
         self.posterior_mean_coef_xt = (alphas.sqrt() * (1 - abar_prev) / (1 - abar)).float()
+        self._copies = {}  # (name, device, dtype) -> that array there
 
-    def _at(self, values, t, x):
-        """values[t - 1], shaped to broadcast against x ([B] -> [B, 1, ...])."""
-        if t.min() < 1 or t.max() > self.num_steps:
-            raise ValueError(f"t must lie in 1..{self.num_steps}, got values in "
-                             f"{int(t.min())}..{int(t.max())}")
-        return per_sample(values.to(device=x.device, dtype=x.dtype)[t - 1], x)
+    def _at(self, name, t, x):
+        """The per-step array `name` at t - 1, shaped to broadcast against x ([B] -> [B, 1, ...])."""
+        in_range = ((t >= 1) & (t <= self.num_steps)).all()
+        if t.device.type == "cpu":
+            if not in_range:
+                raise ValueError(f"t must lie in 1..{self.num_steps}, got values in "
+                                 f"{int(t.min())}..{int(t.max())}")
+        else:  # checked on the device: reading the result on the host would stall every call
+            torch._assert_async(in_range, f"t must lie in 1..{self.num_steps}")
+        key = (name, x.device, x.dtype)
+        if key not in self._copies:  # copied once: a copy from the host would stall every call
+            self._copies[key] = getattr(self, name).to(device=x.device, dtype=x.dtype)
+        return per_sample(self._copies[key][t - 1], x)
 
     def q_sample(self, x0, t, noise=None):
         """x_t ~ q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I)."""
         noise = torch.randn_like(x0) if noise is None else noise
-        abar = self._at(self.alphas_cumprod, t, x0)
+        abar = self._at("alphas_cumprod", t, x0)
         return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
 
     def q_sample_pair(self, x0, t):
         """A real pair (x_{t-1}, x_t): x_{t-1} ~ q(x_{t-1} | x_0), x_t ~ q(x_t | x_{t-1})."""
-        abar_prev = self._at(self.alphas_cumprod_prev, t, x0)
+        abar_prev = self._at("alphas_cumprod_prev", t, x0)
         # abar_0 = 1 makes x_prev exactly x0 at t = 1.
         x_prev = abar_prev.sqrt() * x0 + (1 - abar_prev).sqrt() * torch.randn_like(x0)
-        beta = self._at(self.betas, t, x0)
+        beta = self._at("betas", t, x0)
         x_t = (1 - beta).sqrt() * x_prev + beta.sqrt() * torch.randn_like(x0)
         return x_prev, x_t
 
     def posterior_mean_var(self, x0, x_t, t):
         """Mean and variance of the Gaussian q(x_{t-1} | x_t, x_0)."""
-        mean = (self._at(self.posterior_mean_coef_x0, t, x_t) * x0
-                + self._at(self.posterior_mean_coef_xt, t, x_t) * x_t)
-        return mean, self._at(self.posterior_variance, t, x_t)
+        mean = (self._at("posterior_mean_coef_x0", t, x_t) * x0
+                + self._at("posterior_mean_coef_xt", t, x_t) * x_t)
+        return mean, self._at("posterior_variance", t, x_t)
 
     def posterior_sample(self, x0, x_t, t, noise=None):
         """x_{t-1} ~ q(x_{t-1} | x_t, x_0); at t = 1 the variance is 0 and this is x_0."""

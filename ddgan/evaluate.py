@@ -22,6 +22,7 @@ from .data import data_label, load_images
 from .generate import ema_network, sample_images
 from .metrics import check_metrics, compute_metrics, quantise, resolve_extractor
 from .samplers import nfe
+from .speed import sampling_network
 
 RESULT_COLUMNS = ["run", "method", "divergence", "sampler", "steps", "nfe", "metric_name", "fd",
                   "kid", "kid_std", "precision", "recall", "n_samples", "extractor",
@@ -77,8 +78,11 @@ def check_extractor_data(extractor, cfg_data, run):
 
 def evaluate_runs(run_dirs, extractor_spec, steps=None, samplers=None, num_samples=10_000,
                   metrics=("fid",), seed=0, batch_size=256, device=None, checkpoint_name="last.pt",
-                  grid_dir=None, data_root=None, inception_weights=None):
-    """Evaluate each run's checkpoint at each planned step count; returns the result rows."""
+                  grid_dir=None, data_root=None, inception_weights=None, plain=False):
+    """Evaluate each run's checkpoint at each planned step count; returns the result rows.
+
+    plain: sample without the fast mode (ddgan/speed.py), which is the default on a GPU.
+    """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     check_metrics(metrics)
     known = {name for names in SAMPLERS.values() for name in names}
@@ -102,6 +106,7 @@ def evaluate_runs(run_dirs, extractor_spec, steps=None, samplers=None, num_sampl
     rows, references = [], {}
     for run, state, todo in jobs:
         network, method = ema_network(state, device)
+        network = sampling_network(network, device, plain)
         cfg = state["config"]
         key = (cfg["data"]["name"], cfg["data"]["root"], cfg["data"]["image_size"])
         if key not in references:  # load and hash each training set once
@@ -113,7 +118,9 @@ def evaluate_runs(run_dirs, extractor_spec, steps=None, samplers=None, num_sampl
             draw = lambda num, rng: sample_images(  # noqa: E731
                 network, method, cfg, state["image_shape"], num, rng, batch_size,
                 steps=count if baseline else None, sampler=sampler if baseline else None)
-            draw(min(batch_size, num_samples), torch.Generator(device).manual_seed(seed))  # warm-up
+            # Warm-up, at each batch size the draw uses: a compiled network compiles here.
+            for size in {min(batch_size, num_samples), num_samples % batch_size} - {0}:
+                draw(size, torch.Generator(device).manual_seed(seed))
             started = time.perf_counter()
             images = draw(num_samples, torch.Generator(device).manual_seed(seed))
             img_per_s = num_samples / (time.perf_counter() - started)  # sample_images ends synchronised

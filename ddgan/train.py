@@ -25,11 +25,13 @@ from .evaluate import (PERIODIC_COLUMNS, append_csv, check_extractor_data, perio
                        reference_name)
 from .methods import method_class
 from .metrics import resolve_extractor
+from .speed import SWITCHES, resolve, set_backend_flags
 
 # Keys that may change between a run and its resumption without changing the result.
 RESUMABLE_CHANGES = {"train.max_steps", "train.log_every", "train.sample_every",
                      "train.ckpt_every", "train.keep_every", "train.num_grid", "data.root",
-                     "eval.every_images", "eval.num_samples", "eval.extractor", "eval.batch_size"}
+                     "eval.every_images", "eval.num_samples", "eval.extractor", "eval.batch_size",
+                     *(f"speed.{name}" for name in SWITCHES), "speed.compile_backend"}
 # Losses whose non-finite value stops a run.
 WATCHED = ("d_total", "g_loss", "loss")
 
@@ -120,6 +122,7 @@ def train(cfg, resume=False, stop_at=None):
 
     accelerator = Accelerator(mixed_precision=t_cfg["mixed_precision"])
     main = accelerator.is_main_process
+    set_backend_flags(resolve(cfg["speed"], accelerator.device))
     set_seed(t_cfg["seed"], device_specific=True)
 
     images = load_images(cfg["data"])

@@ -25,3 +25,18 @@ def test_bench_times_training_and_sampling_of_each_method(tmp_path, capsys):
             r["batch"] if r["what"] != "train" else r["batch"])) < 1e-6 * r["batch"] + 1e-9
     printed = capsys.readouterr().out
     assert "| ddgan js | train | 4 |" in printed and "img/s" in printed
+
+
+def test_bench_records_the_fast_mode_and_the_plain_flag(tmp_path):
+    fast_on_cpu = ["speed.channels_last=true", "speed.fused_adam=true", "speed.compile=true",
+                   "speed.compile_backend=aot_eager"]
+    common = [str(REPO / "configs/fmnist/ddgan_js.yaml"), "--steps", "1", "--sample-batch", "3",
+              "--warmup", "1", "--repeats", "1", "--cpu"]
+    main(["bench", *common, "--set", *SMALL, *fast_on_cpu, "--out", str(tmp_path / "fast.json")])
+    main(["bench", *common, "--set", *SMALL, *fast_on_cpu, "--plain",
+          "--out", str(tmp_path / "plain.json")])
+    fast = json.loads((tmp_path / "fast.json").read_text())["environment"]
+    plain = json.loads((tmp_path / "plain.json").read_text())["environment"]
+    assert fast["compile"] and fast["channels_last"] and fast["fused_adam"] and not fast["tf32"]
+    assert not any(plain[k] for k in ("tf32", "cudnn_benchmark", "channels_last", "fused_adam",
+                                      "compile"))

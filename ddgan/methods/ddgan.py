@@ -10,6 +10,7 @@ from divergences import get_divergence, gradient_penalty, r1_penalty
 from ..diffusion import ForwardProcess
 from ..networks import Discriminator
 from ..samplers import ddgan_sampler
+from ..speed import adam, compiled, prepare_module, resolve
 from .common import build_unet as build_generator
 from .common import grad_norm, make_ema
 
@@ -26,16 +27,19 @@ def generated_prev(generator, process, x_t, t, nz):
 
 
 def discriminator_step(generator, discriminator, optimizer, process, divergence, x0, nz,
-                       r1_weight=0.0, backward=torch.Tensor.backward):
+                       r1_weight=0.0, backward=torch.Tensor.backward, penalised=None):
     """One update of D on a real pair (x_{t-1}, x_t) and a fake pair with the same x_t and t.
 
     r1_weight multiplies E||grad V(real)||^2 (gamma / 2, times k when lazy every k).
+    penalised: D itself where `discriminator` is its compiled form, for the passes the
+    penalties differentiate twice (compiled graphs have no double backward).
     Returns the losses, including the total with its regularisers, as detached tensors.
     """
+    penalised = penalised or discriminator
     t = random_steps(process, x0.shape[0], x0.device)
     x_prev, x_t = process.q_sample_pair(x0, t)
     x_prev.requires_grad_(r1_weight > 0)
-    real_out = discriminator(x_prev, x_t, t).float()
+    real_out = (penalised if r1_weight > 0 else discriminator)(x_prev, x_t, t).float()
     with torch.no_grad():
         fake_prev = generated_prev(generator, process, x_t, t, nz)
     fake_out = discriminator(fake_prev, x_t, t).float()
@@ -48,7 +52,7 @@ def discriminator_step(generator, discriminator, optimizer, process, divergence,
         loss = loss + r1_weight * r1
         stats["r1"] = r1.detach()
     if divergence.gp_weight > 0:
-        gp = gradient_penalty(discriminator, x_prev, fake_prev, x_t, t)
+        gp = gradient_penalty(penalised, x_prev, fake_prev, x_t, t)
         loss = loss + divergence.gp_weight * gp
         stats["gp"] = gp.detach()
     stats["d_total"] = loss.detach()
@@ -106,15 +110,20 @@ class DDGAN:
         self.nz = cfg["generator"]["nz"]
         self.r1_gamma, self.r1_every = cfg["divergence"]["r1_gamma"], cfg["divergence"]["r1_every"]
 
-        generator = build_generator(cfg, image_shape)
-        discriminator = build_discriminator(cfg, image_shape)
+        speed = resolve(cfg["speed"], accelerator.device)
+        generator = prepare_module(build_generator(cfg, image_shape), speed)
+        discriminator = prepare_module(build_discriminator(cfg, image_shape), speed)
         # The EMA copy is made before accelerate wraps G, so it stays a plain module.
         self.ema = make_ema(generator, cfg["optim"]["ema_decay"], accelerator.device)
         o = cfg["optim"]
-        opt_g = torch.optim.Adam(generator.parameters(), lr=o["lr_g"], betas=tuple(o["betas"]))
-        opt_d = torch.optim.Adam(discriminator.parameters(), lr=o["lr_d"], betas=tuple(o["betas"]))
+        opt_g = adam(generator.parameters(), o["lr_g"], o["betas"], speed)
+        opt_d = adam(discriminator.parameters(), o["lr_d"], o["betas"], speed)
         self.generator, self.discriminator, self.opt_g, self.opt_d = accelerator.prepare(
             generator, discriminator, opt_g, opt_d)
+        # Compiled forms for the passes that are differentiated once; they share the weights.
+        self.fast_generator = compiled(self.generator, speed)
+        self.fast_discriminator = compiled(self.discriminator, speed)
+        self.fast_frozen_discriminator = compiled(accelerator.unwrap_model(self.discriminator), speed)
         self.schedulers = [
             torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg["train"]["max_steps"], o["lr_min"])
             for opt in (self.opt_g, self.opt_d)] if o["cosine_decay"] else []
@@ -145,16 +154,16 @@ class DDGAN:
             d_step = step * n_critic + critic_step  # lazy R1 counts discriminator steps
             lazy_r1 = self.r1_gamma > 0 and d_step % self.r1_every == 0
             x0 = next(batches)
-            stats = discriminator_step(self.generator, self.discriminator, self.opt_d,
+            stats = discriminator_step(self.fast_generator, self.fast_discriminator, self.opt_d,
                                        self.process, self.divergence, x0, self.nz,
                                        self.r1_gamma / 2 * self.r1_every if lazy_r1 else 0.0,
-                                       acc.backward)
+                                       acc.backward, penalised=self.discriminator)
             self.last_r1 = stats.get("r1", self.last_r1)
         if self.last_r1 is not None:
             stats["r1"] = self.last_r1
         if with_grad_norms:
             stats["grad_norm_d"] = grad_norm(self.discriminator)
-        stats.update(generator_step(self.generator, acc.unwrap_model(self.discriminator),
+        stats.update(generator_step(self.fast_generator, self.fast_frozen_discriminator,
                                     self.opt_g, self.process, self.divergence, x0, self.nz,
                                     acc.backward))
         if with_grad_norms:

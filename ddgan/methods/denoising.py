@@ -5,6 +5,7 @@ logging and checkpoints are train.py's, shared with DDGAN.
 """
 import torch
 
+from ..speed import adam, compiled, prepare_module, resolve
 from .common import grad_norm, make_ema
 
 
@@ -14,11 +15,13 @@ class DenoisingMethod:
     def __init__(self, cfg, image_shape, accelerator):
         self.check_config(cfg)
         self.accelerator, self.cfg, self.image_shape = accelerator, cfg, tuple(image_shape)
-        network = self.build_network(cfg, image_shape)
+        speed = resolve(cfg["speed"], accelerator.device)
+        network = prepare_module(self.build_network(cfg, image_shape), speed)
         o = cfg["optim"]
         self.ema = make_ema(network, o["ema_decay"], accelerator.device)
-        optimizer = torch.optim.Adam(network.parameters(), lr=o["lr_g"], betas=tuple(o["betas"]))
+        optimizer = adam(network.parameters(), o["lr_g"], o["betas"], speed)
         self.network, self.optimizer = accelerator.prepare(network, optimizer)
+        self.fast_network = compiled(self.network, speed)  # shares the weights
         max_steps, warmup = cfg["train"]["max_steps"], o["warmup_steps"]
         schedule = [torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: min(1.0, (step + 1) / warmup))
                     ] if warmup else []
@@ -40,7 +43,7 @@ class DenoisingMethod:
         raise NotImplementedError
 
     def train_step(self, batches, step, with_grad_norms=False):
-        loss = self.loss(self.network, next(batches))
+        loss = self.loss(self.fast_network, next(batches))
         self.optimizer.zero_grad(set_to_none=True)
         self.accelerator.backward(loss)
         stats = {"loss": loss.detach()}

@@ -1,0 +1,104 @@
+"""The fast mode (ddgan/speed.py): its switches, its fallback, and that it leaves the losses alone."""
+import warnings
+from itertools import cycle
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate import Accelerator
+
+from ddgan.config import DEFAULTS, load_config
+from ddgan.diffusion import ForwardProcess
+from ddgan.methods import method_class
+from ddgan.speed import PLAIN_OVERRIDES, SWITCHES, CompiledOrEager, resolve
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_NETS = ["generator.base_channels=8", "generator.channel_mult=[1, 2]",
+             "generator.num_res_blocks=1", "generator.attn_resolutions=[14]",
+             "discriminator.base_channels=8", "discriminator.channel_mult=[1, 2]",
+             "train.batch_size=8"]
+# Every switch that does something on a CPU; aot_eager captures and replays the graphs
+# as inductor would, without spending a minute generating C++ for them.
+FAST_ON_CPU = ["speed.channels_last=true", "speed.fused_adam=true", "speed.compile=true",
+               "speed.compile_backend=aot_eager"]
+
+
+def test_null_switches_are_on_with_a_gpu_and_off_elsewhere():
+    assert resolve(DEFAULTS["speed"], "cuda") == {**dict.fromkeys(SWITCHES, True),
+                                                  "compile_backend": "inductor"}
+    assert not any(resolve(DEFAULTS["speed"], "cpu")[name] for name in SWITCHES)
+    on_cpu = resolve({**DEFAULTS["speed"], "compile": True}, "cpu")
+    assert on_cpu["compile"] and not on_cpu["tf32"]
+
+
+def test_plain_mode_turns_every_switch_off_on_a_gpu():
+    cfg = load_config(REPO / "configs/fmnist/ddgan_js.yaml", PLAIN_OVERRIDES)
+    assert not any(resolve(cfg["speed"], "cuda")[name] for name in SWITCHES)
+
+
+def test_unknown_compile_backend_is_an_error_listing_the_valid_ones():
+    with pytest.raises(ValueError, match="inductor"):
+        resolve({**DEFAULTS["speed"], "compile_backend": "inductr"}, "cpu")
+
+
+def _losses(config, overrides, steps=4):
+    """Losses of `steps` training steps on fixed random images, seeded identically."""
+    cfg = load_config(REPO / config, TINY_NETS + overrides)
+    torch.manual_seed(0)
+    method = method_class(cfg)(cfg, (1, 28, 28), Accelerator(cpu=True))
+    images = torch.rand(64, 1, 28, 28) * 2 - 1
+    batches = cycle([images[i:i + 8] for i in range(0, 64, 8)])
+    history = []
+    for step in range(steps):
+        stats = method.train_step(batches, step, with_grad_norms=True)
+        history.append({k: v.item() for k, v in stats.items()})
+    return history, method
+
+
+@pytest.mark.parametrize("config, extra", [
+    ("configs/fmnist/ddgan_js.yaml", ["divergence.r1_every=2"]),  # eager R1 passes and compiled ones
+    ("configs/fmnist/ddgan_js.yaml", ["divergence.name=wgan-gp", "divergence.r1_gamma=0"]),
+    ("configs/fmnist/ddpm.yaml", []),
+    ("configs/fmnist/edm.yaml", []),
+])
+def test_fast_mode_trains_like_the_plain_mode(config, extra):
+    plain, plain_method = _losses(config, extra + PLAIN_OVERRIDES)
+    fast, fast_method = _losses(config, extra + FAST_ON_CPU)
+    compiled = [m for m in vars(fast_method).values() if isinstance(m, CompiledOrEager)]
+    assert compiled and all(m.compiled is not None for m in compiled)  # no fallback happened
+    assert plain[0].keys() == fast[0].keys()
+    for plain_stats, fast_stats in zip(plain, fast):
+        for name, value in plain_stats.items():
+            assert fast_stats[name] == pytest.approx(value, rel=1e-4, abs=1e-6), name
+    # The weights moved the same way, too.
+    plain_weights = plain_method.ema.module.state_dict()
+    for name, value in fast_method.ema.module.state_dict().items():
+        torch.testing.assert_close(value, plain_weights[name], rtol=1e-3, atol=1e-5)
+
+
+def _failing_backend(graph_module, example_inputs):
+    raise RuntimeError("no compiler here")
+
+
+def test_compile_failure_falls_back_to_the_module_with_a_warning():
+    module = torch.nn.Linear(3, 2)
+    wrapped = CompiledOrEager(module, backend=_failing_backend)
+    x = torch.randn(4, 3)
+    with pytest.warns(UserWarning, match="no compiler here"):
+        out = wrapped(x)
+    torch.testing.assert_close(out, module(x))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once: now it runs uncompiled, silently
+        torch.testing.assert_close(wrapped(x), module(x))
+
+
+def test_an_error_in_the_call_itself_is_raised_as_it_is():
+    wrapped = CompiledOrEager(torch.nn.Linear(3, 2), backend="aot_eager")
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        wrapped(torch.randn(4, 5))
+
+
+def test_timestep_range_is_still_checked():
+    process = ForwardProcess(3)
+    with pytest.raises(ValueError, match="1..3"):
+        process.q_sample(torch.zeros(2, 1), torch.tensor([1, 4]))
