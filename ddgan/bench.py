@@ -119,7 +119,11 @@ def run_bench(config_paths, overrides=(), steps=(1, 2, 4), sample_batches=(100,)
     overrides = list(overrides) + (PLAIN_OVERRIDES if plain else [])
     configs = [load_config(path, overrides) for path in config_paths]
     accelerator = Accelerator(mixed_precision=mixed_precision, cpu=cpu)
-    speed = resolve(configs[0]["speed"], accelerator.device)  # the same overrides for every config
+    speeds = [resolve(cfg["speed"], accelerator.device) for cfg in configs]
+    if any(speed != speeds[0] for speed in speeds):
+        raise ValueError("these configs set different speed switches; benchmark them "
+                         "separately, as one table records one set")
+    speed = speeds[0]
     set_backend_flags(speed)
     torch.manual_seed(0)
     rows = []

@@ -47,7 +47,8 @@ class ForwardProcess:
         self.posterior_variance = ((1 - abar_prev) / (1 - abar) * betas).float()
         self.posterior_mean_coef_x0 = (abar_prev.sqrt() * betas / (1 - abar)).float()
         self.posterior_mean_coef_xt = (alphas.sqrt() * (1 - abar_prev) / (1 - abar)).float()
-        self._copies = {}  # (name, device, dtype) -> that array there
+        # (name, device, dtype) -> that array there; the arrays are fixed once set here.
+        self._copies = {}
 
     def _at(self, name, t, x):
         """The per-step array `name` at t - 1, shaped to broadcast against x ([B] -> [B, 1, ...])."""

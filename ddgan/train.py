@@ -27,7 +27,8 @@ from .methods import method_class
 from .metrics import resolve_extractor
 from .speed import SWITCHES, resolve, set_backend_flags
 
-# Keys that may change between a run and its resumption without changing the result.
+# Keys that may change between a run and its resumption (the speed switches change results
+# by float rounding only; methods re-lay the optimiser state for them).
 RESUMABLE_CHANGES = {"train.max_steps", "train.log_every", "train.sample_every",
                      "train.ckpt_every", "train.keep_every", "train.num_grid", "data.root",
                      "eval.every_images", "eval.num_samples", "eval.extractor", "eval.batch_size",
@@ -154,6 +155,7 @@ def train(cfg, resume=False, stop_at=None):
                                      f"{run.last} (step {last_good}) was kept")
         state = {"step": step, "config": cfg, "image_shape": tuple(images.shape[1:]),
                  "images_seen": step * images_per_step, "train_seconds": train_seconds,
+                 "speed": method.speed,  # as resolved on this device
                  "method": method_state, "data": batches.state_dict(),
                  "rng": gather_object([checkpoint.rng_state()])}
         if main:

@@ -38,7 +38,12 @@ def test_plain_mode_turns_every_switch_off_on_a_gpu():
 
 def test_unknown_compile_backend_is_an_error_listing_the_valid_ones():
     with pytest.raises(ValueError, match="inductor"):
-        resolve({**DEFAULTS["speed"], "compile_backend": "inductr"}, "cpu")
+        resolve({**DEFAULTS["speed"], "compile": True, "compile_backend": "inductr"}, "cpu")
+
+
+def _batches():
+    images = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    return [images[i:i + 8] for i in range(0, 64, 8)]
 
 
 def _losses(config, overrides, steps=4):
@@ -46,8 +51,7 @@ def _losses(config, overrides, steps=4):
     cfg = load_config(REPO / config, TINY_NETS + overrides)
     torch.manual_seed(0)
     method = method_class(cfg)(cfg, (1, 28, 28), Accelerator(cpu=True))
-    images = torch.rand(64, 1, 28, 28) * 2 - 1
-    batches = cycle([images[i:i + 8] for i in range(0, 64, 8)])
+    batches = cycle(_batches())
     history = []
     for step in range(steps):
         stats = method.train_step(batches, step, with_grad_norms=True)
@@ -74,6 +78,34 @@ def test_fast_mode_trains_like_the_plain_mode(config, extra):
     plain_weights = plain_method.ema.module.state_dict()
     for name, value in fast_method.ema.module.state_dict().items():
         torch.testing.assert_close(value, plain_weights[name], rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("saved, resumed", [(FAST_ON_CPU, PLAIN_OVERRIDES), (PLAIN_OVERRIDES, FAST_ON_CPU)])
+def test_a_run_resumes_in_the_other_mode(saved, resumed):
+    config = "configs/fmnist/ddgan_js.yaml"
+    straight, _ = _losses(config, saved, steps=4)
+    _, first_half = _losses(config, saved, steps=2)
+    rng, state = torch.get_rng_state(), first_half.state_dict()
+    cfg = load_config(REPO / config, TINY_NETS + resumed)
+    method = method_class(cfg)(cfg, (1, 28, 28), Accelerator(cpu=True))
+    method.load_state_dict(state)
+    for optimizer in (method.opt_g, method.opt_d):  # this run's Adam variant and layout
+        for group in optimizer.param_groups:
+            assert group["fused"] == (True if method.speed["fused_adam"] else None)
+            for param in group["params"]:
+                assert optimizer.state[param]["exp_avg"].stride() == param.stride()
+    torch.set_rng_state(rng)
+    batches = iter(_batches()[2:])  # where the first half stopped
+    for step in (2, 3):
+        stats = method.train_step(batches, step, with_grad_norms=True)
+        assert stats.keys() >= {"d_loss", "g_loss", "grad_norm_d", "grad_norm_g"}
+        for name, value in stats.items():  # (the latest lazy R1 value is not in checkpoints)
+            assert value.item() == pytest.approx(straight[step][name], rel=1e-4, abs=1e-6), name
+
+
+def test_switches_must_be_true_false_or_null():
+    with pytest.raises(ValueError, match="speed.compile must be true, false or null"):
+        resolve({**DEFAULTS["speed"], "compile": "false"}, "cpu")
 
 
 def _failing_backend(graph_module, example_inputs):

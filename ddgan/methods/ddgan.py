@@ -10,7 +10,7 @@ from divergences import get_divergence, gradient_penalty, r1_penalty
 from ..diffusion import ForwardProcess
 from ..networks import Discriminator
 from ..samplers import ddgan_sampler
-from ..speed import adam, compiled, prepare_module, resolve
+from ..speed import adam, compiled, match_optimizer, prepare_module, resolve
 from .common import build_unet as build_generator
 from .common import grad_norm, make_ema
 
@@ -35,7 +35,7 @@ def discriminator_step(generator, discriminator, optimizer, process, divergence,
     penalties differentiate twice (compiled graphs have no double backward).
     Returns the losses, including the total with its regularisers, as detached tensors.
     """
-    penalised = penalised or discriminator
+    penalised = discriminator if penalised is None else penalised
     t = random_steps(process, x0.shape[0], x0.device)
     x_prev, x_t = process.q_sample_pair(x0, t)
     x_prev.requires_grad_(r1_weight > 0)
@@ -110,7 +110,7 @@ class DDGAN:
         self.nz = cfg["generator"]["nz"]
         self.r1_gamma, self.r1_every = cfg["divergence"]["r1_gamma"], cfg["divergence"]["r1_every"]
 
-        speed = resolve(cfg["speed"], accelerator.device)
+        self.speed = speed = resolve(cfg["speed"], accelerator.device)
         generator = prepare_module(build_generator(cfg, image_shape), speed)
         discriminator = prepare_module(build_discriminator(cfg, image_shape), speed)
         # The EMA copy is made before accelerate wraps G, so it stays a plain module.
@@ -207,6 +207,8 @@ class DDGAN:
         self.ema.load_state_dict(state["ema"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
+        match_optimizer(self.opt_g, self.speed)
+        match_optimizer(self.opt_d, self.speed)
         for scheduler, s in zip(self.schedulers, state["schedulers"]):
             scheduler.load_state_dict(s)
 

@@ -5,7 +5,7 @@ logging and checkpoints are train.py's, shared with DDGAN.
 """
 import torch
 
-from ..speed import adam, compiled, prepare_module, resolve
+from ..speed import adam, compiled, match_optimizer, prepare_module, resolve
 from .common import grad_norm, make_ema
 
 
@@ -15,7 +15,7 @@ class DenoisingMethod:
     def __init__(self, cfg, image_shape, accelerator):
         self.check_config(cfg)
         self.accelerator, self.cfg, self.image_shape = accelerator, cfg, tuple(image_shape)
-        speed = resolve(cfg["speed"], accelerator.device)
+        self.speed = speed = resolve(cfg["speed"], accelerator.device)
         network = prepare_module(self.build_network(cfg, image_shape), speed)
         o = cfg["optim"]
         self.ema = make_ema(network, o["ema_decay"], accelerator.device)
@@ -67,5 +67,6 @@ class DenoisingMethod:
         self.accelerator.unwrap_model(self.network).load_state_dict(state["network"])
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
+        match_optimizer(self.optimizer, self.speed)
         for scheduler, s in zip(self.schedulers, state["schedulers"]):
             scheduler.load_state_dict(s)
