@@ -71,7 +71,7 @@ def bench_config(cfg, accelerator, steps, sample_batches, warmup, repeats):
     name = cfg["method"] if cfg["method"] != "ddgan" else f"ddgan {cfg['divergence']['name']}"
     network = method.ema.module.eval()  # the sampled network: G, or the denoiser
     params = sum(p.numel() for p in network.parameters())
-    network = compiled(network, resolve(cfg["speed"], device))  # the EMA is channels_last already
+    network = compiled(network, method.speed)  # the EMA is channels_last already
     rows = [{"method": name, "what": "train", "batch": batch, "steps": None, "nfe": None,
              "seconds": seconds, "img_per_s": images / seconds, "params_m": params / 1e6}]
 

@@ -11,9 +11,8 @@ PLAIN_HELP = ("turn the fast mode off (TF32, cuDNN autotuning, channels_last, fu
 
 def cmd_train(args):
     from .config import load_config
-    from .train import train
-
     from .speed import PLAIN_OVERRIDES
+    from .train import train
 
     cfg = load_config(args.config, args.overrides + (PLAIN_OVERRIDES if args.plain else []))
     run_dir = train(cfg, resume=args.resume, stop_at=args.stop_at)

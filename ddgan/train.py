@@ -25,7 +25,7 @@ from .evaluate import (PERIODIC_COLUMNS, append_csv, check_extractor_data, perio
                        reference_name)
 from .methods import method_class
 from .metrics import resolve_extractor
-from .speed import SWITCHES, resolve, set_backend_flags
+from .speed import SWITCHES, set_backend_flags
 
 # Keys that may change between a run and its resumption (the speed switches change results
 # by float rounding only; methods re-lay the optimiser state for them).
@@ -123,7 +123,6 @@ def train(cfg, resume=False, stop_at=None):
 
     accelerator = Accelerator(mixed_precision=t_cfg["mixed_precision"])
     main = accelerator.is_main_process
-    set_backend_flags(resolve(cfg["speed"], accelerator.device))
     set_seed(t_cfg["seed"], device_specific=True)
 
     images = load_images(cfg["data"])
@@ -132,6 +131,7 @@ def train(cfg, resume=False, stop_at=None):
     batches = ImageBatches(images, t_cfg["batch_size"], t_cfg["seed"],
                            rank=accelerator.process_index, random_flip=uses_flip(cfg["data"]))
     method = method_cls(cfg, images.shape[1:], accelerator)
+    set_backend_flags(method.speed)  # process-wide; before the first step
 
     start, train_seconds = 0, 0.0
     if resume:
