@@ -160,24 +160,45 @@ def resolve_extractor(spec, inception_path=None):
 def compute_metrics(generated, reference, extractor, metrics=("fid",), reference_name=None,
                     batch_size=256, cache_root=CACHE_ROOT, seed=0, cuda=None):
     """{'fd', 'kid', 'kid_std', 'precision', 'recall'} (those asked for) of uint8 image sets,
-    from one torch-fidelity call.
+    through torch-fidelity.
 
+    FID and KID use the whole reference. Precision and recall compare sets of equal size, as
+    Kynkaanniemi et al. (2019) define them: a k-NN radius shrinks as its set grows, so they
+    use a fixed random subset of the reference, len(generated) images. (Against all 60,000
+    Fashion-MNIST images they would also cost a 60,000^2 distance matrix every time: 100 s on
+    a 2-core CPU.) That is a second torch-fidelity call, with the same extractor.
     reference_name names the reference set in torch-fidelity's feature cache (the
     extractor's hash is added, so that different networks never share an entry).
     cuda: run the feature network on the GPU (default: when one is available).
     """
     check_metrics(metrics)
     cache_name = f"{reference_name}-{extractor.label}-{extractor.hash}" if reference_name else None
-    out = torch_fidelity.calculate_metrics(
-        input1=UInt8Images(generated), input2=UInt8Images(reference), input2_cache_name=cache_name,
-        fid="fid" in metrics, kid="kid" in metrics, prc="pr" in metrics,
-        kid_subset_size=min(1000, len(generated), len(reference)),
-        feature_extractor=extractor.name, feature_extractor_weights_path=extractor.weights_path,
-        cuda=torch.cuda.is_available() if cuda is None else cuda, batch_size=batch_size,
-        verbose=False, save_cpu_ram=True, cache_root=str(cache_root), rng_seed=seed)
+    options = dict(feature_extractor=extractor.name, feature_extractor_weights_path=extractor.weights_path,
+                   cuda=torch.cuda.is_available() if cuda is None else cuda, batch_size=batch_size,
+                   verbose=False, save_cpu_ram=True, cache_root=str(cache_root), rng_seed=seed)
+    out = {}
+    if "fid" in metrics or "kid" in metrics:
+        out.update(torch_fidelity.calculate_metrics(
+            input1=UInt8Images(generated), input2=UInt8Images(reference), input2_cache_name=cache_name,
+            fid="fid" in metrics, kid="kid" in metrics,
+            kid_subset_size=min(1000, len(generated), len(reference)), **options))
+    if "pr" in metrics:
+        subset = equal_size_subset(reference, len(generated))
+        out.update(torch_fidelity.calculate_metrics(
+            input1=UInt8Images(generated), input2=UInt8Images(subset), prc=True,
+            input2_cache_name=cache_name and f"{cache_name}-subset{len(subset)}", **options))
     names = {"fd": "frechet_inception_distance", "kid": "kernel_inception_distance_mean",
              "kid_std": "kernel_inception_distance_std", "precision": "precision", "recall": "recall"}
     return {ours: out[theirs] for ours, theirs in names.items() if theirs in out}
+
+
+def equal_size_subset(reference, size):
+    """The first `size` images of a fixed permutation of the reference (all of it when smaller),
+    the same for every model and seed, so its cached features serve every evaluation."""
+    if size >= len(reference):
+        return reference
+    order = torch.randperm(len(reference), generator=torch.Generator().manual_seed(0))
+    return reference[order[:size].sort().values]
 
 
 def check_metrics(metrics):

@@ -13,7 +13,7 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from ddgan.data import load_dataset
 from ddgan.featnet import FeatNet, load_featnet, train_featnet, weights_hash
-from ddgan.metrics import (INCEPTION_ENV_VAR, Extractor, UInt8Images, compute_metrics,
+from ddgan.metrics import (INCEPTION_ENV_VAR, Extractor, UInt8Images, compute_metrics, equal_size_subset,
                            frechet_distance, inception_weights, quantise, resolve_extractor)
 
 
@@ -95,9 +95,28 @@ def test_torch_fidelity_path_with_a_stand_in_extractor(tmp_path):
                                   extractor(real.expand(-1, 3, -1, -1))[0])
     assert values["fd"] == pytest.approx(direct, rel=1e-4)
     assert 0.5 < values["precision"] <= 1 and 0.5 < values["recall"] <= 1  # the same distribution
+    subset = equal_size_subset(real, len(other))  # precision/recall: equal-size sets
+    assert len(subset) == 300 and torch.equal(subset, equal_size_subset(real, 300))
+    with torch.no_grad():
+        precision, recall = knn_precision_recall(extractor(other.expand(-1, 3, -1, -1))[0],
+                                                 extractor(subset.expand(-1, 3, -1, -1))[0])
+    assert (values["precision"], values["recall"]) == pytest.approx((precision, recall), abs=1e-6)
     assert any(tmp_path.iterdir()), "the reference features were not cached"
     assert compute_metrics(other, real, STANDIN, ("fid",), reference_name="blobs",
                            cache_root=tmp_path)["fd"] == pytest.approx(values["fd"], rel=1e-9)
+
+
+def knn_precision_recall(generated, real, k=3):
+    """Kynkaanniemi et al.: precision = the share of generated points inside some real point's
+    k-NN ball, recall = the share of real points inside some generated point's."""
+    def radii(points):
+        return np.sort(np.linalg.norm(points[:, None] - points[None], axis=-1), axis=1)[:, k]
+
+    generated, real = generated.double().numpy(), real.double().numpy()
+    cross = np.linalg.norm(generated[:, None] - real[None], axis=-1)  # [n_generated, n_real]
+    precision = (cross <= radii(real)[None]).any(axis=1).mean()
+    recall = (cross.T <= radii(generated)[None]).any(axis=1).mean()
+    return precision, recall
 
 
 def test_distance_is_zero_against_itself_and_grows_with_noise(tmp_path):
