@@ -70,6 +70,7 @@ DEFAULTS = {
         "cosine_decay": False,   # cosine decay of both learning rates to lr_min over max_steps
         "lr_min": 1e-5,
         "ema_decay": 0.999,
+        "ema_warmup": True,      # decay min(ema_decay, (1 + n) / (10 + n)) after n steps; false: constant
     },
     "train": {
         "batch_size": 64,        # per process

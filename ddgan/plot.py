@@ -153,6 +153,17 @@ def message_figure(text, path):
     save(fig, path)
 
 
+def nfe_labels(nfes, min_ratio=1.3):
+    """Tick labels for sorted NFEs on a log axis, blank where one would overlap the last
+    shown (EDM's 2N - 1 sits beside DDPM's powers of two: 7 and 8, 15 and 16)."""
+    labels, last = [], None
+    for nfe in nfes:
+        show = last is None or nfe / last >= min_ratio
+        labels.append(str(nfe) if show else "")
+        last = nfe if show else last
+    return labels
+
+
 def plot_fd_vs_nfe(rows, metric, colours, path):
     fig, ax = pyplot().subplots(figsize=(6.5, 4.5))
     for label, curve in curves(rows).items():
@@ -160,7 +171,7 @@ def plot_fd_vs_nfe(rows, metric, colours, path):
                 color=colours[label], label=label)
     ax.set_xscale("log")
     nfes = sorted({row["nfe"] for row in rows})
-    ax.set_xticks(nfes, [str(n) for n in nfes])  # the NFEs evaluated, not powers of ten
+    ax.set_xticks(nfes, nfe_labels(nfes))  # the NFEs evaluated, not powers of ten
     ax.minorticks_off()
     ax.set_xlabel("NFE (network calls per sample)")
     ax.set_ylabel(f"{metric} (n={sample_counts(rows)}, {rows[0]['data']})")

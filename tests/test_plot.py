@@ -5,7 +5,7 @@ import json
 import pytest
 from PIL import Image
 
-from ddgan.plot import COLUMNS, format_value, plot_results
+from ddgan.plot import COLUMNS, format_value, nfe_labels, plot_results
 
 OUTPUTS = {"fd_vs_nfe": b"\x89PNG", "divergence_comparison": b"\x89PNG", "training_curves": b"\x89PNG",
            "sample_grids": b"\x89PNG", "results_md": b"", "results_json": b""}
@@ -158,3 +158,9 @@ def test_periodic_evaluations_are_found_and_checked_too(results, tmp_path):
                        "extractor_hash"])
     with pytest.raises(ValueError, match=r"periodic metrics 'FD-cls' and 'FID'"):
         plot_results(results[0], tmp_path / "figures")
+
+
+def test_nfe_labels_skip_neighbours_that_would_overlap():
+    nfes = [1, 2, 3, 4, 7, 8, 15, 16, 31, 32, 63]
+    assert nfe_labels(nfes) == ["1", "2", "3", "4", "7", "", "15", "", "31", "", "63"]
+    assert nfe_labels([1, 2, 4, 8]) == ["1", "2", "4", "8"]

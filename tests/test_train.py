@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from ddgan import checkpoint
 from ddgan.config import load_config
 from ddgan.generate import generate
+from ddgan.methods.common import ema_decay_after, make_ema
 from ddgan.methods.ddgan import build_generator, build_process
 from ddgan.metrics import frechet_distance
 from ddgan.samplers import ddgan_sampler
@@ -168,3 +169,30 @@ def test_two_processes_train_with_ddp(fake_fmnist, tmp_path):
     state = checkpoint.load(run / "checkpoints/last.pt")
     assert state["step"] == 4
     assert len(state["rng"]) == 2  # one generator state per process, for exact resume
+
+
+def test_ema_warm_up_follows_its_recurrence_and_forgets_the_initial_weights():
+    assert ema_decay_after(torch.tensor(0.0), 0.999) == pytest.approx(0.1)
+    assert ema_decay_after(torch.tensor(1500.0), 0.999) == pytest.approx(1501 / 1510)
+    assert ema_decay_after(torch.tensor(1e5), 0.999) == pytest.approx(0.999)
+
+    def averaged_after(weights, warmup):
+        model = torch.nn.Linear(1, 1, bias=False)
+        ema = make_ema(model, 0.999, "cpu", warmup)
+        for w in weights:
+            model.weight.data.fill_(w)
+            ema.update_parameters(model)
+        return ema.module.weight.item()
+
+    # The recurrence: the first update copies, the n-th after it uses the decay after n updates.
+    weights = torch.linspace(-1, 1, 50).tolist()
+    expected = weights[0]
+    for n, w in enumerate(weights[1:], start=1):
+        decay = min(0.999, (1 + n) / (10 + n))
+        expected = decay * expected + (1 - decay) * w
+    assert averaged_after(weights, warmup=True) == pytest.approx(expected, rel=1e-5)
+
+    # 1,500 steps after starting at 1 and moving to 0: the share of the start left in the average.
+    start_then_trained = [1.0] + [0.0] * 1499
+    assert averaged_after(start_then_trained, warmup=False) == pytest.approx(0.999**1499, rel=1e-4)  # 22%
+    assert averaged_after(start_then_trained, warmup=True) < 1e-6

@@ -19,10 +19,32 @@ def build_unet(cfg, image_shape):
                 tanh_output=g["tanh_output"])
 
 
-def make_ema(model, decay, device):
+def make_ema(model, decay, device, warmup=True):
     """An EMA copy of `model` (make it before accelerate wraps the model, so it stays plain)."""
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay),
-                         use_buffers=True).to(device).requires_grad_(False)
+    update = warmup_ema_update(decay) if warmup else get_ema_multi_avg_fn(decay)
+    return AveragedModel(model, multi_avg_fn=update, use_buffers=True).to(device).requires_grad_(False)
+
+
+def ema_decay_after(num_updates, max_decay):
+    """The warm-up EMA's decay after n updates (a tensor): min(max_decay, (1 + n) / (10 + n)),
+    TensorFlow's ExponentialMovingAverage rule. A constant decay keeps max_decay^n of the
+    initial weights in the average: 22% after 1,500 steps at 0.999, which turned a short DDPM
+    run's samples into noise while its raw weights drew garments."""
+    return ((1 + num_updates) / (10 + num_updates)).clamp(max=max_decay)
+
+
+def warmup_ema_update(max_decay):
+    """AveragedModel's multi_avg_fn for the warm-up EMA. The decay is computed on the device
+    from AveragedModel's update count, so a step costs no host sync, and a resumed run
+    (whose count is in the checkpoint) continues the same schedule."""
+    @torch.no_grad()
+    def update(averaged, current, num_updates):
+        if torch.is_floating_point(averaged[0]):
+            weight = 1 - ema_decay_after(num_updates.to(averaged[0].device, torch.float32), max_decay)
+            torch._foreach_lerp_(averaged, current, weight.to(averaged[0].dtype))
+        else:  # integer buffers are counters: take the model's
+            torch._foreach_copy_(averaged, current)
+    return update
 
 
 def ema_weights(ema_state):

@@ -114,7 +114,8 @@ class DDGAN:
         generator = prepare_module(build_generator(cfg, image_shape), speed)
         discriminator = prepare_module(build_discriminator(cfg, image_shape), speed)
         # The EMA copy is made before accelerate wraps G, so it stays a plain module.
-        self.ema = make_ema(generator, cfg["optim"]["ema_decay"], accelerator.device)
+        self.ema = make_ema(generator, cfg["optim"]["ema_decay"], accelerator.device,
+                            cfg["optim"]["ema_warmup"])
         o = cfg["optim"]
         opt_g = adam(generator.parameters(), o["lr_g"], o["betas"], speed)
         opt_d = adam(discriminator.parameters(), o["lr_d"], o["betas"], speed)

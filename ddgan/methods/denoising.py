@@ -18,7 +18,7 @@ class DenoisingMethod:
         self.speed = speed = resolve(cfg["speed"], accelerator.device)
         network = prepare_module(self.build_network(cfg, image_shape), speed)
         o = cfg["optim"]
-        self.ema = make_ema(network, o["ema_decay"], accelerator.device)
+        self.ema = make_ema(network, o["ema_decay"], accelerator.device, o["ema_warmup"])
         optimizer = adam(network.parameters(), o["lr_g"], o["betas"], speed)
         self.network, self.optimizer = accelerator.prepare(network, optimizer)
         self.fast_network = compiled(self.network, speed)  # shares the weights
