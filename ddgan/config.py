@@ -97,6 +97,8 @@ DEFAULTS = {
         "num_samples": 1000,     # small: a trend, not a reportable number (docs/EVALUATION.md)
         "extractor": None,       # featnet:PATH (offline, `ddgan featnet`) or inception
         "batch_size": 256,
+        "steps": None,           # DDPM's K / EDM's N for these samples (null: ddpm/edm.num_steps);
+                                 # a DDGAN ignores it: it always samples with its trained T
     },
 }
 

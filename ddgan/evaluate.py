@@ -29,7 +29,7 @@ RESULT_COLUMNS = ["run", "method", "divergence", "sampler", "steps", "nfe", "met
                   "extractor_hash", "data", "seed", "img_per_s", "ckpt_step", "images_seen",
                   "train_seconds", "wall_seconds", "grid"]
 METRIC_COLUMNS = ["fd", "kid", "kid_std", "precision", "recall"]
-PERIODIC_COLUMNS = ["step", "images_seen", "train_seconds", "metric_name", "fd", "n_samples",
+PERIODIC_COLUMNS = ["step", "images_seen", "train_seconds", "metric_name", "fd", "n_samples", "nfe",
                     "extractor", "extractor_hash"]
 SAMPLERS = {"ddgan": ["ddgan"], "ddpm": ["ancestral", "ddim"], "edm": ["heun", "euler"]}
 DEFAULT_SAMPLERS = {"ddgan": ["ddgan"], "ddpm": ["ancestral", "ddim"], "edm": ["heun"]}
@@ -174,15 +174,27 @@ def write_results(rows, out_json):
 
 
 @torch.no_grad()
+def periodic_nfe(cfg):
+    """Network calls per sample of the periodic evaluation: DDGAN's T, or eval.steps (else the
+    configured steps) with DDPM's ancestral / EDM's Heun sampler."""
+    method = cfg["method"]
+    if method == "ddgan":
+        return cfg["diffusion"]["num_steps"]
+    steps = cfg["eval"]["steps"] or cfg[method]["num_steps"]
+    return nfe(method, steps, DEFAULT_SAMPLERS[method][0])
+
+
 def periodic_fd(network, method, cfg, image_shape, reference, extractor, num_samples, seed,
                 batch_size, reference_cache_name):
-    """The run's metric on num_samples EMA samples (fixed seed), for the training curves."""
+    """The run's metric on num_samples EMA samples (fixed seed), for the training curves;
+    a DDPM or EDM samples with eval.steps (null: its configured steps)."""
     device = next(network.parameters()).device
     # torch-fidelity builds networks and loaders from the global generators: fork them, so
     # that evaluating (or not) leaves the training's random draws unchanged.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         rng = torch.Generator(device).manual_seed(seed)
-        images = sample_images(network, method, cfg, image_shape, num_samples, rng, batch_size)
+        steps = None if cfg["method"] == "ddgan" else cfg["eval"]["steps"]
+        images = sample_images(network, method, cfg, image_shape, num_samples, rng, batch_size, steps=steps)
         return compute_metrics(quantise(images), reference, extractor, ("fid",),
                                reference_name=reference_cache_name, batch_size=batch_size,
                                seed=seed, cuda=device.type == "cuda")["fd"]

@@ -215,20 +215,28 @@ def run_label(row):
     return f"{row['method']} ({row['run']})"  # the trained model does not depend on the sampler
 
 
+def periodic_nfe_label(row, history):
+    """', K NFE' for a baseline's curve (it samples with eval.steps); a DDGAN's T is in its label."""
+    nfes = sorted({point["nfe"] for point in history if point.get("nfe") not in (None, "")})
+    return "" if row["method"] == "ddgan" or not nfes else f", {'/'.join(map(str, nfes))} NFE"
+
+
 def plot_training_curves(rows, path):
-    evaluated = {}  # run label -> its periodic-evaluation rows
+    evaluated, labels = {}, {}  # run -> its periodic-evaluation rows, its legend label
     for row in rows:
         eval_csv = Path(row["run"]) / "eval.csv"  # relative runs: relative to the working directory
-        if run_label(row) not in evaluated and eval_csv.is_file():
+        if row["run"] not in evaluated and eval_csv.is_file():
             # A step evaluated again after a resume: its latest row counts.
-            evaluated[run_label(row)] = list({p["step"]: p for p in read_csv(eval_csv)[1]}.values())
+            evaluated[row["run"]] = list({p["step"]: p for p in read_csv(eval_csv)[1]}.values())
+            labels[row["run"]] = run_label(row) + periodic_nfe_label(row, evaluated[row["run"]])
     points = [point for history in evaluated.values() for point in history]
     if not points:
         return message_figure(NO_EVAL_CSV, path)
     metric = the_one(points, "periodic metrics", lambda point: point["metric_name"])
     the_one(points, "periodic feature networks", features)
     fig, (by_images, by_hours) = pyplot().subplots(1, 2, figsize=(11, 4.5), sharey=True)
-    for i, (label, history) in enumerate(evaluated.items()):
+    for i, (run, history) in enumerate(evaluated.items()):
+        label = labels[run]
         by_images.plot([p["images_seen"] for p in history], [p["fd"] for p in history], "o-",
                        color=f"C{i % 10}", label=label)
         by_hours.plot([p["train_seconds"] / 3600 for p in history], [p["fd"] for p in history], "o-",

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from . import checkpoint
 from .config import config_differences, dump_config, load_config
 from .data import ImageBatches, load_images, uses_flip
-from .evaluate import (PERIODIC_COLUMNS, append_csv, check_extractor_data, periodic_fd,
+from .evaluate import (PERIODIC_COLUMNS, append_csv, check_extractor_data, periodic_fd, periodic_nfe,
                        reference_name)
 from .methods import method_class
 from .metrics import resolve_extractor
@@ -80,6 +80,10 @@ def _periodic_extractor(cfg):
     e = cfg["eval"]
     if e["every_images"] < 0 or e["num_samples"] < 2:
         raise ValueError("eval.every_images must be >= 0 (0 = off) and eval.num_samples >= 2")
+    if e["steps"] is not None:  # DDPM's K lies in 1..ddpm.num_steps, EDM's N is any count >= 1
+        limit = cfg["ddpm"]["num_steps"] if cfg["method"] == "ddpm" else float("inf")
+        if not isinstance(e["steps"], int) or not 1 <= e["steps"] <= limit:
+            raise ValueError(f"eval.steps must be an integer in 1..{limit} (or null), got {e['steps']!r}")
     if not e["every_images"]:
         return None
     if not e["extractor"]:
@@ -227,7 +231,8 @@ def train(cfg, resume=False, stop_at=None):
             append_csv(run.dir / "eval.csv", PERIODIC_COLUMNS, [{
                 "step": done, "images_seen": done * images_per_step,
                 "train_seconds": round(train_seconds, 2), "metric_name": extractor.metric_name,
-                "fd": fd, "n_samples": e_cfg["num_samples"], "extractor": extractor.label,
+                "fd": fd, "n_samples": e_cfg["num_samples"], "nfe": periodic_nfe(cfg),
+                "extractor": extractor.label,
                 "extractor_hash": extractor.hash}])
             writer.add_scalar(f"eval/{extractor.metric_name}", fd, done)
         if done % t_cfg["ckpt_every"] == 0 or done == max_steps:

@@ -39,7 +39,7 @@ def test_tiny_sweep_goes_through_eval_and_plot(fake_data, tmp_path):
                "--steps", "1", "2", "--baseline-steps", "1", "2", "--max-steps", "3",
                "--featnet", str(featnet), "--num-samples", "40", "--set", *TINY,
                f"data.root={root}", "eval.every_images=8", f"eval.extractor=featnet:{featnet}",
-               "eval.num_samples=16"]
+               "eval.num_samples=16", "eval.steps=2"]
     subprocess.run(command, check=True, cwd=tmp_path, capture_output=True, text=True)
 
     with open(out / "results" / "sweep.csv", newline="") as f:
@@ -62,6 +62,9 @@ def test_tiny_sweep_goes_through_eval_and_plot(fake_data, tmp_path):
     periodic = list(csv.DictReader(open(out / "ddgan_js_T1" / "eval.csv")))
     assert [int(p["images_seen"]) for p in periodic] == [8, 16, 24]  # every 8 images, batch 8
     assert all(float(p["train_seconds"]) > 0 for p in periodic)
+    # eval.steps: DDPM's K = 2, EDM's N = 2 (Heun: 3 calls); a DDGAN keeps its T.
+    for run, calls in [("ddgan_js_T1", 1), ("ddpm", 2), ("edm", 3)]:
+        assert {int(p["nfe"]) for p in csv.DictReader(open(out / run / "eval.csv"))} == {calls}, run
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +112,12 @@ def test_periodic_evaluation_needs_an_extractor(fake_data, tmp_path):
                                                    f"train.out_dir={tmp_path / 'run'}"])
     with pytest.raises(ValueError, match="eval.every_images needs eval.extractor"):
         train(cfg)
+    for steps in (0, 10**6):
+        cfg = load_config(REPO / "configs/tiny.yaml", [f"data.root={root}", "method=ddpm", "generator.nz=0",
+                                                       "generator.tanh_output=false", f"eval.steps={steps}",
+                                                       f"train.out_dir={tmp_path / 'run'}"])
+        with pytest.raises(ValueError, match="eval.steps must be an integer in 1.."):
+            train(cfg)
     assert not (tmp_path / "run").exists()
 
 
