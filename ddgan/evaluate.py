@@ -151,6 +151,13 @@ def append_csv(path, columns, rows):
     """Append rows (dicts) to a CSV, writing the header when the file is new."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            old_columns, old_rows = reader.fieldnames or [], list(reader)
+        if old_columns != columns:  # written by an older version: rewrite it under the new header
+            path.unlink()
+            append_csv(path, columns, old_rows)
     new = not path.exists()
     with open(path, "a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
@@ -173,7 +180,6 @@ def write_results(rows, out_json):
     return csv_path
 
 
-@torch.no_grad()
 def periodic_nfe(cfg):
     """Network calls per sample of the periodic evaluation: DDGAN's T, or eval.steps (else the
     configured steps) with DDPM's ancestral / EDM's Heun sampler."""
@@ -184,6 +190,7 @@ def periodic_nfe(cfg):
     return nfe(method, steps, DEFAULT_SAMPLERS[method][0])
 
 
+@torch.no_grad()
 def periodic_fd(network, method, cfg, image_shape, reference, extractor, num_samples, seed,
                 batch_size, reference_cache_name):
     """The run's metric on num_samples EMA samples (fixed seed), for the training curves;

@@ -2,10 +2,11 @@
 
 Protocol (REFERENCE §6, docs/EVALUATION.md): generated images are quantised
 to uint8, grey images are replicated to 3 channels, the reference is the
-training set, and its features are cached. The feature network is either
-torch-fidelity's Inception (FID, the comparable number) or a classifier
-trained on the data (FD-cls, ddgan.featnet), registered with torch-fidelity
-as `ddgan-featnet` so that every metric comes from the same call.
+training set (for precision/recall, an equal-size subset of it), and its
+features are cached. The feature network is either torch-fidelity's Inception
+(FID, the comparable number) or a classifier trained on the data (FD-cls,
+ddgan.featnet), registered with torch-fidelity as `ddgan-featnet` so that
+every metric comes from the same torch-fidelity code with either network.
 """
 import hashlib
 import os

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 from accelerate import Accelerator
 from accelerate.utils import gather_object, set_seed
 from torch.utils.tensorboard import SummaryWriter
@@ -25,13 +26,14 @@ from .evaluate import (PERIODIC_COLUMNS, append_csv, check_extractor_data, perio
                        reference_name)
 from .methods import method_class
 from .metrics import resolve_extractor
+from .samplers import select_steps
 from .speed import SWITCHES, set_backend_flags
 
 # Keys that may change between a run and its resumption (the speed switches change results
 # by float rounding only; methods re-lay the optimiser state for them).
 RESUMABLE_CHANGES = {"train.max_steps", "train.log_every", "train.sample_every",
                      "train.ckpt_every", "train.keep_every", "train.num_grid", "data.root",
-                     "eval.every_images", "eval.num_samples", "eval.extractor", "eval.batch_size",
+                     "eval.every_images", "eval.num_samples", "eval.extractor", "eval.batch_size", "eval.steps",
                      *(f"speed.{name}" for name in SWITCHES), "speed.compile_backend"}
 # Losses whose non-finite value stops a run.
 WATCHED = ("d_total", "g_loss", "loss")
@@ -80,10 +82,15 @@ def _periodic_extractor(cfg):
     e = cfg["eval"]
     if e["every_images"] < 0 or e["num_samples"] < 2:
         raise ValueError("eval.every_images must be >= 0 (0 = off) and eval.num_samples >= 2")
-    if e["steps"] is not None:  # DDPM's K lies in 1..ddpm.num_steps, EDM's N is any count >= 1
-        limit = cfg["ddpm"]["num_steps"] if cfg["method"] == "ddpm" else float("inf")
-        if not isinstance(e["steps"], int) or not 1 <= e["steps"] <= limit:
-            raise ValueError(f"eval.steps must be an integer in 1..{limit} (or null), got {e['steps']!r}")
+    steps = e["steps"]
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise ValueError(f"eval.steps must be a positive integer (DDPM's K, EDM's N) or null, got {steps!r}")
+    if cfg["method"] == "ddpm" and e["every_images"]:  # fail now, not at the first evaluation
+        d = cfg["ddpm"]
+        try:
+            select_steps(d["num_steps"], steps or d["num_steps"], d["spacing"])
+        except ValueError as error:
+            raise ValueError(f"eval.steps={steps}: {error}; set eval.steps to a K the sampler can use") from None
     if not e["every_images"]:
         return None
     if not e["extractor"]:
@@ -98,6 +105,8 @@ def _check_resume(cfg, run):
     if not run.last.exists():
         raise FileNotFoundError(f"--resume: no checkpoint at {run.last}")
     saved = load_config(run.config)
+    if "ema_warmup" not in yaml.safe_load(run.config.read_text())["optim"]:
+        saved["optim"]["ema_warmup"] = False  # the run predates the key: its EMA was constant
     changed = [k for k in config_differences(saved, cfg) if k not in RESUMABLE_CHANGES]
     if changed:
         raise ValueError(f"--resume: the config differs from the run's {run.config} at "

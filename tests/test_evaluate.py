@@ -8,6 +8,7 @@ import pytest
 
 from ddgan.cli import main
 from ddgan.config import load_config
+from ddgan.evaluate import append_csv
 from ddgan.featnet import train_featnet
 from ddgan.train import train
 
@@ -107,16 +108,18 @@ def test_eval_command_and_its_errors(fake_data, tiny_run, tmp_path, capsys):
 
 
 def test_periodic_evaluation_needs_an_extractor(fake_data, tmp_path):
-    root, _ = fake_data
+    root, featnet = fake_data
     cfg = load_config(REPO / "configs/tiny.yaml", [f"data.root={root}", "eval.every_images=100",
                                                    f"train.out_dir={tmp_path / 'run'}"])
     with pytest.raises(ValueError, match="eval.every_images needs eval.extractor"):
         train(cfg)
-    for steps in (0, 10**6):
-        cfg = load_config(REPO / "configs/tiny.yaml", [f"data.root={root}", "method=ddpm", "generator.nz=0",
-                                                       "generator.tanh_output=false", f"eval.steps={steps}",
-                                                       f"train.out_dir={tmp_path / 'run'}"])
-        with pytest.raises(ValueError, match="eval.steps must be an integer in 1.."):
+    ddpm = [f"data.root={root}", "method=ddpm", "generator.nz=0", "generator.tanh_output=false",
+            "ddpm.num_steps=100", "eval.every_images=100", f"eval.extractor=featnet:{featnet}",
+            f"train.out_dir={tmp_path / 'run'}"]
+    for steps, error in [(0, "must be a positive integer"), ("true", "must be a positive integer"),
+                         (101, "must lie in 1..100"), (50, "quadratic spacing cannot place 50")]:
+        cfg = load_config(REPO / "configs/tiny.yaml", ddpm + [f"eval.steps={steps}", "ddpm.spacing=quadratic"])
+        with pytest.raises(ValueError, match=error):
             train(cfg)
     assert not (tmp_path / "run").exists()
 
@@ -155,3 +158,11 @@ def test_eval_without_fid_and_bad_extractor_files(fake_data, tiny_run, tmp_path,
     err = run_cli(["eval", str(tiny_run), "--extractor", f"featnet:{featnet}", "--samplers", "dddim",
                    "--out", str(out)], capsys)
     assert "unknown sampler" in err
+
+
+def test_append_csv_rewrites_an_older_header(tmp_path):
+    path = tmp_path / "eval.csv"
+    append_csv(path, ["step", "fd"], [{"step": 1, "fd": 2.5}])
+    append_csv(path, ["step", "fd", "nfe"], [{"step": 2, "fd": 1.5, "nfe": 4}])
+    rows = list(csv.DictReader(open(path)))
+    assert rows == [{"step": "1", "fd": "2.5", "nfe": ""}, {"step": "2", "fd": "1.5", "nfe": "4"}]

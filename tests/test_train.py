@@ -92,6 +92,15 @@ def test_existing_run_is_not_overwritten_and_resume_checks_the_config(fake_fmnis
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         train(fast_config(fake_fmnist, tmp_path / "other"), resume=True)
 
+    # A run saved before optim.ema_warmup existed had a constant EMA: resuming keeps it so.
+    config_file = tmp_path / "run/config.yaml"
+    config_file.write_text(config_file.read_text().replace("  ema_warmup: true\n", ""))
+    longer = fast_config(fake_fmnist, tmp_path / "run", "train.max_steps=6", "train.ckpt_every=2")
+    with pytest.raises(ValueError, match="optim.ema_warmup"):
+        train(longer, resume=True)
+    train(fast_config(fake_fmnist, tmp_path / "run", "train.max_steps=6", "train.ckpt_every=2",
+                      "optim.ema_warmup=false"), resume=True)
+
 
 def pooled_features(images):
     """7x7 average-pooled pixels: a cheap, fixed feature space for a before/after comparison."""

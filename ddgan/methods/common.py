@@ -35,13 +35,15 @@ def ema_decay_after(num_updates, max_decay):
 
 def warmup_ema_update(max_decay):
     """AveragedModel's multi_avg_fn for the warm-up EMA. The decay is computed on the device
-    from AveragedModel's update count, so a step costs no host sync, and a resumed run
-    (whose count is in the checkpoint) continues the same schedule."""
+    from AveragedModel's update count (so reading it costs no host sync), and a resumed run,
+    whose count is in the checkpoint, continues the same schedule."""
     @torch.no_grad()
     def update(averaged, current, num_updates):
         if torch.is_floating_point(averaged[0]):
             weight = 1 - ema_decay_after(num_updates.to(averaged[0].device, torch.float32), max_decay)
-            torch._foreach_lerp_(averaged, current, weight.to(averaged[0].dtype))
+            # One weight tensor per parameter: the list overload reads it on the device, where a
+            # single tensor would be turned into a Python number (a host sync).
+            torch._foreach_lerp_(averaged, current, [weight.to(averaged[0].dtype)] * len(averaged))
         else:  # integer buffers are counters: take the model's
             torch._foreach_copy_(averaged, current)
     return update
