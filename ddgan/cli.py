@@ -141,7 +141,8 @@ def build_parser():
                    help="DDPM: ancestral (default) | ddim; EDM: heun (default) | euler")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--iters", type=int, default=None,
-                   help="training steps (default 4000); DDGAN: discriminator steps, G takes iters / n_critic")
+                   help="training steps (default: DDGAN 16000 discriminator steps, G takes "
+                        "iters / n_critic; DDPM and EDM 4000)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_toy)
 
