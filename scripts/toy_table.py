@@ -6,7 +6,7 @@
 A model is METHOD:DIVERGENCE for DDGAN and METHOD:SAMPLER for the baselines
 (default: the five divergences). Each cell is one `ddgan toy` run with its
 defaults; DIR/<method>_<name>_<steps>/ holds its metrics.json and scatter plot.
-A benchmark, not a test: 10-60 s per cell on 2 CPU cores.
+A benchmark, not a test: about 90 s per DDGAN cell and 6 s per baseline cell on a CPU.
 """
 import argparse
 import json
