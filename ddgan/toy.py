@@ -19,7 +19,7 @@ from divergences import get_divergence
 from .config import DEFAULTS
 from .diffusion import ForwardProcess
 from .methods import METHODS
-from .methods.ddgan import discriminator_step, generator_step
+from .methods.ddgan import discriminator_step, generator_step, lazy_r1_weight
 from .methods.ddpm import build_ddpm_process, ddpm_loss
 from .methods.edm import edm_loss
 from .networks import MLPDiscriminator, MLPGenerator
@@ -81,10 +81,10 @@ def run_toy(data="25gaussians", divergence="js", steps=4, out=None, iters=None, 
     method 'ddgan': T = steps; `iters` counts discriminator steps, so that every divergence
     gets the same budget: with n_critic critic steps per generator step (5 for wgan-gp) G
     takes iters / n_critic steps. R1 (r1_gamma, every r1_every D steps) regularises the
-    f-divergences; wgan-gp has its gradient penalty. Methods 'ddpm' and 'edm': the same MLP (without z) trained as a
-    denoiser for `iters` steps with the images' defaults (DDPM's T = 1000 linear betas, EDM's
-    sigma distribution), sampled with K = steps calls (DDPM, sampler ancestral | ddim) or
-    N = steps noise levels (EDM, sampler heun | euler).
+    f-divergences; wgan-gp has its gradient penalty. Methods 'ddpm' and 'edm': the same MLP
+    (without z) trained as a denoiser for `iters` steps with the images' defaults (DDPM's
+    T = 1000 linear betas, EDM's sigma distribution), sampled with K = steps calls (DDPM,
+    sampler ancestral | ddim) or N = steps noise levels (EDM, sampler heun | euler).
     """
     unknown = set(overrides) - set(TOY_DEFAULTS)
     if unknown:
@@ -151,17 +151,18 @@ class ToyDDGAN:
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp["lr_d"], betas=hp["betas"])
         self.num_updates, self.nfe = hp["iters"] // self.div.n_critic, steps
         self.schedulers = cosine_schedules([self.opt_g, self.opt_d], hp, self.num_updates)
-        # Lazy R1 (StyleGAN2): every r1_every-th D step, weighted r1_every times as much.
-        self.r1_weight = 0.0 if self.div.gp_weight else hp["r1_gamma"] / 2 * hp["r1_every"]
+        r1_every = hp["r1_every"]
+        if isinstance(r1_every, bool) or not isinstance(r1_every, int) or r1_every < 1:
+            raise ValueError(f"r1_every must be an integer >= 1, got {r1_every!r}")
+        self.r1_gamma = 0.0 if self.div.gp_weight else hp["r1_gamma"]
         self.d_steps = 0
 
     def train_step(self, draw_batch):
         for _ in range(self.div.n_critic):
             x0 = draw_batch()
-            lazy_r1 = self.d_steps % self.hp["r1_every"] == 0
+            r1_weight = lazy_r1_weight(self.r1_gamma, self.hp["r1_every"], self.d_steps)
             discriminator_step(self.generator, self.discriminator, self.opt_d, self.process,
-                               self.div, x0, self.hp["nz"],
-                               r1_weight=self.r1_weight if lazy_r1 else 0.0)
+                               self.div, x0, self.hp["nz"], r1_weight=r1_weight)
             self.d_steps += 1
         generator_step(self.generator, self.discriminator, self.opt_g, self.process, self.div,
                        x0, self.hp["nz"])

@@ -11,7 +11,7 @@ from ddgan.toy import MODE_STD, mode_centres, mode_metrics, run_toy, sample_mixt
 # the 25 modes with high-quality fractions 0.90, 0.90, 0.89 and 0.89 for seeds 0-3. GAN
 # training is chaotic under rounding differences between machines, so the bound sits below
 # the worst seed, at the target; a broken or untrained model scores 0-2 modes and
-# about 0.06, the previous recipe (Adam at 5e-4 for 4,000 steps) 10-18 modes and 0.28-0.48.
+# about 0.06, the previous recipe (Adam at 5e-4 for 4,000 steps) 11-18 modes and 0.29-0.48.
 JS_T4_MIN_MODES, JS_T4_MIN_HQ = 20, 0.8
 
 
@@ -54,6 +54,8 @@ def test_toy_command_writes_metrics(tmp_path, capsys):
     assert json.loads((tmp_path / "metrics.json").read_text())["divergence"] == "wgan-gp"
     with pytest.raises(ValueError, match="unknown toy option"):
         run_toy(widht=3)
+    with pytest.raises(ValueError, match="r1_every must be an integer >= 1"):
+        run_toy(r1_every=0, iters=1)
 
 
 def test_ddpm_needs_many_gaussian_steps_where_edm_heun_needs_few():

@@ -7,7 +7,7 @@ from ddgan import checkpoint
 from ddgan.config import load_config
 from ddgan.generate import generate
 from ddgan.methods.common import ema_decay_after, make_ema
-from ddgan.methods.ddgan import build_generator, build_process
+from ddgan.methods.ddgan import build_generator, build_process, lazy_r1_weight
 from ddgan.metrics import frechet_distance
 from ddgan.samplers import ddgan_sampler
 from ddgan.train import NonFiniteLossError, train
@@ -205,3 +205,10 @@ def test_ema_warm_up_follows_its_recurrence_and_forgets_the_initial_weights():
     start_then_trained = [1.0] + [0.0] * 1499
     assert averaged_after(start_then_trained, warmup=False) == pytest.approx(0.999**1499, rel=1e-4)  # 22%
     assert averaged_after(start_then_trained, warmup=True) < 1e-6
+
+
+def test_lazy_r1_applies_every_kth_step_with_the_same_average_weight():
+    weights = [lazy_r1_weight(0.2, 4, step) for step in range(8)]
+    assert weights == [pytest.approx(0.4), 0, 0, 0, pytest.approx(0.4), 0, 0, 0]
+    assert sum(weights) / len(weights) == pytest.approx(0.2 / 2)  # gamma / 2 per step on average
+    assert [lazy_r1_weight(0.2, 1, step) for step in range(3)] == [pytest.approx(0.1)] * 3

@@ -26,6 +26,12 @@ def generated_prev(generator, process, x_t, t, nz):
     return process.posterior_sample(generator(x_t, z, t), x_t, t)
 
 
+def lazy_r1_weight(r1_gamma, r1_every, d_step):
+    """R1's weight at discriminator step d_step (0-based): lazy as in StyleGAN2, applied every
+    r1_every-th step with r1_every times the weight gamma / 2, and 0 in between."""
+    return r1_gamma / 2 * r1_every if d_step % r1_every == 0 else 0.0
+
+
 def discriminator_step(generator, discriminator, optimizer, process, divergence, x0, nz,
                        r1_weight=0.0, backward=torch.Tensor.backward, penalised=None):
     """One update of D on a real pair (x_{t-1}, x_t) and a fake pair with the same x_t and t.
@@ -153,11 +159,10 @@ class DDGAN:
         n_critic = self.divergence.n_critic
         for critic_step in range(n_critic):
             d_step = step * n_critic + critic_step  # lazy R1 counts discriminator steps
-            lazy_r1 = self.r1_gamma > 0 and d_step % self.r1_every == 0
             x0 = next(batches)
             stats = discriminator_step(self.fast_generator, self.fast_discriminator, self.opt_d,
                                        self.process, self.divergence, x0, self.nz,
-                                       self.r1_gamma / 2 * self.r1_every if lazy_r1 else 0.0,
+                                       lazy_r1_weight(self.r1_gamma, self.r1_every, d_step),
                                        acc.backward, penalised=self.discriminator)
             self.last_r1 = stats.get("r1", self.last_r1)
         if self.last_r1 is not None:
