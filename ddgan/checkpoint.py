@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .config import saved_config
+
 
 def atomic_save(obj, path):
     path = Path(path)
@@ -27,10 +29,13 @@ def atomic_copy(src, dst):
 
 
 def load(path, map_location="cpu"):
+    """The saved state, its config resolved (keys added since it was saved: config.saved_config)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    return torch.load(path, map_location=map_location, weights_only=False)
+    state = torch.load(path, map_location=map_location, weights_only=False)
+    state["config"] = saved_config(state["config"])
+    return state
 
 
 def rng_state():

@@ -27,8 +27,9 @@ DEFAULTS = {
         "beta_start": 1e-4,
         "beta_end": 0.02,
         "variance": "posterior",  # ancestral sampling: beta | posterior
-        "spacing": "uniform",     # step selection with fewer calls: uniform | quadratic
+        "spacing": "uniform",     # step selection with fewer calls: uniform | leading | quadratic
         "eta": 0.0,               # DDIM
+        "clip_x0": True,          # clip the predicted x_0 to [-1, 1] when sampling (Ho's code)
     },
     "edm": {                     # method edm only
         "sigma_data": 0.5,
@@ -49,24 +50,42 @@ DEFAULTS = {
         "z_emb_dim": 256,
         "n_mlp": 4,              # mapping network: 1 + n_mlp linear layers
         "tanh_output": True,
+        # NCSN++ (the DDGAN authors' generator) where these differ from the defaults:
+        "resample": "conv",      # conv (strided / nearest + conv) | resblock (BigGAN blocks, FIR)
+        "fir_kernel": [1, 3, 3, 1],  # FIR taps of resblock resampling and the input pyramid
+        "progressive_input": "none",  # none | residual (image pyramid added into each level)
+        "decoder_attention": "every_block",  # every_block | once_per_level
+        "output_norm": "adaptive",  # adaptive (AdaGN with z) | plain (GroupNorm)
+        "zero_init_output": False,  # output conv starts at zero
     },
+    # D: the DDGAN authors' block layout; at 28x28 its blocks run at 28, 28 -> 14, 14 -> 7
+    # (a third halving would take 7 to 3 and drop a row and a column). The Discriminator class's
+    # own defaults are this project's earlier layout: stem_kernel 3, downsample_first true,
+    # downsample avgpool, head_activation true, near_zero_init false.
     "discriminator": {
         "base_channels": 64,
         "channel_mult": [1, 2, 4],
         "t_emb_dim": 128,
         "minibatch_std_group": 0,  # 0 = off; > 0 breaks per-sample penalties, see README
+        "stem_kernel": 1,          # 3 | 1: the stem conv to base_channels
+        "downsample_first": False,  # does the first block halve the resolution (later ones do)
+        "downsample": "fir",       # avgpool: 2x2 mean after conv2 | fir: [1, 3, 3, 1] blur before conv2
+        "head_activation": False,  # leaky ReLU on the last block's output before minibatch std
+        "near_zero_init": True,    # conv2 of every block and conv_out start near zero
     },
     "divergence": {
         "name": "js",            # js | hellinger | rkl | tv | wgan-gp
         "options": {},           # passed to divergences.get_divergence (generator_loss, n_critic, gp_weight)
         "r1_gamma": 0.02,        # R1 weight gamma; the penalty is gamma / 2 * E||grad||^2
-        "r1_every": 1,           # lazy R1: every k steps, scaled by k
+        "r1_every": 1,           # lazy R1: every k discriminator steps
+        "r1_lazy_rule": "stylegan2",  # stylegan2: weight k gamma / 2 there | ddgan: gamma / 2 (authors' code)
     },
     "optim": {
         "lr_g": 1.6e-4,          # the generator's, or the ddpm/edm network's
         "lr_d": 1.25e-4,
         "betas": [0.5, 0.9],
         "warmup_steps": 0,       # linear learning-rate warm-up (ddpm, edm)
+        "grad_clip": 0.0,        # clip each network's gradient to this global norm (0 = off)
         "cosine_decay": False,   # cosine decay of both learning rates to lr_min over max_steps
         "lr_min": 1e-5,
         "ema_decay": 0.999,
@@ -97,8 +116,9 @@ DEFAULTS = {
         "num_samples": 1000,     # small: a trend, not a reportable number (docs/EVALUATION.md)
         "extractor": None,       # featnet:PATH (offline, `ddgan featnet`) or inception
         "batch_size": 256,
-        "steps": None,           # DDPM's K / EDM's N for these samples (null: ddpm/edm.num_steps);
-                                 # a DDGAN ignores it: it always samples with its trained T
+        "steps": None,           # DDPM's K / EDM's N for these samples and the sample grids
+                                 # (null: DDPM min(20, T), EDM edm.num_steps); a DDGAN ignores it:
+                                 # it always samples with its trained T
     },
 }
 
@@ -177,6 +197,35 @@ def load_config(path=None, overrides=()):
     for text in overrides:
         _merge(cfg, parse_override(text))
     return cfg
+
+
+# Keys added after runs were saved without them, with the value that reproduces how those
+# runs trained (where the new default would change it): a saved config missing one gets this.
+LEGACY_VALUES = {
+    ("optim", "ema_warmup"): False,  # the EMA was constant
+    ("discriminator", "stem_kernel"): 3,  # D had the earlier layout
+    ("discriminator", "downsample_first"): True,
+    ("discriminator", "downsample"): "avgpool",
+    ("discriminator", "head_activation"): True,
+    ("discriminator", "near_zero_init"): False,
+}
+
+
+def saved_config(saved):
+    """A run's saved config (a dict from its config.yaml or checkpoint), resolved as DEFAULTS
+    would resolve it, except that keys it predates take their LEGACY_VALUES."""
+    saved = copy.deepcopy(saved)
+    for (section, key), value in LEGACY_VALUES.items():
+        if section in saved and key not in saved[section]:
+            saved[section][key] = value
+    cfg = copy.deepcopy(DEFAULTS)
+    _merge(cfg, saved)
+    return cfg
+
+
+def load_saved_config(path):
+    with open(path) as f:
+        return saved_config(yaml.safe_load(f))
 
 
 def config_differences(a, b, path=()):

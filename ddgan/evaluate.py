@@ -115,18 +115,20 @@ def evaluate_runs(run_dirs, extractor_spec, steps=None, samplers=None, num_sampl
         reference, name = references[key]
         for sampler, count in todo:
             baseline = cfg["method"] != "ddgan"
-            draw = lambda num, rng: sample_images(  # noqa: E731
+            draw = lambda num, rng, progress=None: sample_images(  # noqa: E731
                 network, method, cfg, state["image_shape"], num, rng, batch_size,
-                steps=count if baseline else None, sampler=sampler if baseline else None)
+                steps=count if baseline else None, sampler=sampler if baseline else None,
+                progress=progress)
             # Warm-up, at each batch size the draw uses: a compiled network compiles here.
             for size in {min(batch_size, num_samples), num_samples % batch_size} - {0}:
                 draw(size, torch.Generator(device).manual_seed(seed))
             started = time.perf_counter()
-            images = draw(num_samples, torch.Generator(device).manual_seed(seed))
+            images = draw(num_samples, torch.Generator(device).manual_seed(seed),
+                          f"{run.name} {sampler} steps={count}")
             img_per_s = num_samples / (time.perf_counter() - started)  # sample_images ends synchronised
             values = compute_metrics(quantise(images), reference, extractor, metrics,
                                      reference_name=name, batch_size=batch_size, seed=seed,
-                                     cuda=device.type == "cuda")
+                                     cuda=device.type == "cuda", progress=True)
             grid = None
             if grid_dir is not None:
                 grid = Path(grid_dir) / f"{run.name}_{sampler}_{count}.png"
@@ -180,28 +182,25 @@ def write_results(rows, out_json):
     return csv_path
 
 
-def periodic_nfe(cfg):
-    """Network calls per sample of the periodic evaluation: DDGAN's T, or eval.steps (else the
-    configured steps) with DDPM's ancestral / EDM's Heun sampler."""
-    method = cfg["method"]
-    if method == "ddgan":
-        return cfg["diffusion"]["num_steps"]
-    steps = cfg["eval"]["steps"] or cfg[method]["num_steps"]
-    return nfe(method, steps, DEFAULT_SAMPLERS[method][0])
+def periodic_nfe(method, cfg):
+    """Network calls per sample of the periodic evaluation and the grids, with the method's
+    default sampler (DDPM ancestral, EDM Heun)."""
+    return method.network_calls(cfg, method.preview_steps(cfg))
 
 
 @torch.no_grad()
 def periodic_fd(network, method, cfg, image_shape, reference, extractor, num_samples, seed,
                 batch_size, reference_cache_name):
     """The run's metric on num_samples EMA samples (fixed seed), for the training curves;
-    a DDPM or EDM samples with eval.steps (null: its configured steps)."""
+    with the method's preview steps (DDGAN's T; DDPM's and EDM's eval.steps, see their
+    preview_steps)."""
     device = next(network.parameters()).device
     # torch-fidelity builds networks and loaders from the global generators: fork them, so
     # that evaluating (or not) leaves the training's random draws unchanged.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         rng = torch.Generator(device).manual_seed(seed)
-        steps = None if cfg["method"] == "ddgan" else cfg["eval"]["steps"]
-        images = sample_images(network, method, cfg, image_shape, num_samples, rng, batch_size, steps=steps)
+        images = sample_images(network, method, cfg, image_shape, num_samples, rng, batch_size,
+                               steps=method.preview_steps(cfg), progress="periodic evaluation")
         return compute_metrics(quantise(images), reference, extractor, ("fid",),
                                reference_name=reference_cache_name, batch_size=batch_size,
                                seed=seed, cuda=device.type == "cuda")["fd"]

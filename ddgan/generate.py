@@ -1,5 +1,6 @@
 """Images from a checkpoint's EMA network, for `ddgan sample`, `ddgan eval` and Python use."""
 import torch
+from tqdm import tqdm
 
 from . import checkpoint
 from .methods import METHODS
@@ -21,15 +22,34 @@ def load_ema_network(path, device="cpu"):
     return *ema_network(state, device), state
 
 
+class CallCounter:
+    """The network, counting its calls on a progress bar: every sampler shows progress
+    without knowing about it."""
+
+    def __init__(self, network, progress):
+        self.network, self.progress = network, progress
+
+    def __call__(self, *args):
+        self.progress.update()
+        return self.network(*args)
+
+
 @torch.no_grad()
 def sample_images(network, method, cfg, image_shape, num, rng, batch_size=256, steps=None,
-                  sampler=None):
-    """`num` images in [-1, 1], shape [num, C, H, W], on the CPU, drawn in batches."""
+                  sampler=None, progress=None):
+    """`num` images in [-1, 1], shape [num, C, H, W], on the CPU, drawn in batches.
+
+    progress: a description, to show a progress bar over the network calls.
+    """
+    batches = range(0, num, batch_size)
+    bar = tqdm(total=len(batches) * method.network_calls(cfg, steps, sampler), unit="call",
+               desc=progress, leave=False, disable=progress is None)
     images = []
-    for start in range(0, num, batch_size):
-        count = min(batch_size, num - start)
-        images.append(method.sample_with(network, cfg, image_shape, count, rng, steps=steps,
-                                         sampler=sampler).float().cpu())
+    with bar:
+        for start in batches:
+            count = min(batch_size, num - start)
+            images.append(method.sample_with(CallCounter(network, bar), cfg, image_shape, count, rng,
+                                             steps=steps, sampler=sampler).float().cpu())
     return torch.cat(images)
 
 
@@ -43,4 +63,4 @@ def generate(path, num, seed=0, batch_size=256, device=None, steps=None, sampler
     network, method, state = load_ema_network(path, device)
     rng = torch.Generator(device).manual_seed(seed)
     return sample_images(network, method, state["config"], state["image_shape"], num, rng,
-                         batch_size, steps, sampler)
+                         batch_size, steps, sampler, progress=f"sampling {num}")

@@ -159,7 +159,7 @@ def resolve_extractor(spec, inception_path=None):
 
 
 def compute_metrics(generated, reference, extractor, metrics=("fid",), reference_name=None,
-                    batch_size=256, cache_root=CACHE_ROOT, seed=0, cuda=None):
+                    batch_size=256, cache_root=CACHE_ROOT, seed=0, cuda=None, progress=False):
     """{'fd', 'kid', 'kid_std', 'precision', 'recall'} (those asked for) of uint8 image sets,
     through torch-fidelity.
 
@@ -171,12 +171,13 @@ def compute_metrics(generated, reference, extractor, metrics=("fid",), reference
     reference_name names the reference set in torch-fidelity's feature cache (the
     extractor's hash is added, so that different networks never share an entry).
     cuda: run the feature network on the GPU (default: when one is available).
+    progress: let torch-fidelity show its progress bars and steps.
     """
     check_metrics(metrics)
     cache_name = f"{reference_name}-{extractor.label}-{extractor.hash}" if reference_name else None
     options = dict(feature_extractor=extractor.name, feature_extractor_weights_path=extractor.weights_path,
                    cuda=torch.cuda.is_available() if cuda is None else cuda, batch_size=batch_size,
-                   verbose=False, save_cpu_ram=True, cache_root=str(cache_root), rng_seed=seed)
+                   verbose=progress, save_cpu_ram=True, cache_root=str(cache_root), rng_seed=seed)
     out = {}
     if "fid" in metrics or "kid" in metrics:
         out.update(torch_fidelity.calculate_metrics(

@@ -33,24 +33,37 @@ def linear_betas(num_steps=1000, beta_start=1e-4, beta_end=0.02):
     return torch.linspace(beta_start, beta_end, num_steps, dtype=torch.float64)
 
 
-def select_steps(num_train_steps, num_calls, spacing="uniform"):
-    """K of the 1-indexed steps 1..T, ascending, at which a K-call sampler evaluates the model.
+SPACINGS = ("uniform", "leading", "quadratic")
 
-    uniform: evenly spaced from 1 to T. quadratic: (linspace(0, sqrt(0.8 T), K))^2 + 1,
-    as Song et al. (2021) chose for CIFAR-10, dense near the data.
+
+def select_steps(num_train_steps, num_calls, spacing="uniform"):
+    """K distinct 1-indexed steps of 1..T, ascending, at which a K-call sampler calls the model.
+
+    The sampler starts from pure noise at the largest. Whatever the spacing, K = T is every
+    step and K = 1 is the single step T (one x_0 prediction from pure noise).
+    uniform: floor(linspace(0, T - 1, K)) + 1, from 1 to T.
+    leading: DDIM's code and diffusers' "leading" grid, 1 + j floor(T / K) for j < K
+        (0, 20, ..., 980 in their 0-indexed steps for K = 50 at T = 1000).
+    quadratic: DDIM's floor(linspace(0, sqrt(0.8 T), K)^2) + 1, dense near the data and
+        ending at 0.8 T + 1. For large K it would repeat small steps (from K = 30 at T = 1000),
+        each repeat a wasted call; a repeated step is moved to one above the step before it.
     """
-    if not 1 <= num_calls <= num_train_steps:
+    if isinstance(num_calls, bool) or not 1 <= num_calls <= num_train_steps:
         raise ValueError(f"the number of steps must lie in 1..{num_train_steps}, got {num_calls}")
+    if spacing not in SPACINGS:
+        raise ValueError(f"spacing must be one of {', '.join(SPACINGS)}, got {spacing!r}")
+    if num_calls == 1:
+        return [num_train_steps]
     if spacing == "uniform":
-        steps = torch.linspace(0, num_train_steps - 1, num_calls, dtype=torch.float64)
-    elif spacing == "quadratic":
-        steps = torch.linspace(0, (0.8 * num_train_steps) ** 0.5, num_calls, dtype=torch.float64) ** 2
+        steps = torch.linspace(0, num_train_steps - 1, num_calls, dtype=torch.float64).floor().long()
+    elif spacing == "leading":
+        steps = torch.arange(num_calls) * (num_train_steps // num_calls)
     else:
-        raise ValueError(f"spacing must be 'uniform' or 'quadratic', got {spacing!r}")
-    steps = steps.floor().long() + 1
-    if len(set(steps.tolist())) != num_calls:
-        raise ValueError(f"{spacing} spacing cannot place {num_calls} distinct steps in {num_train_steps}")
-    return steps.tolist()
+        steps = (torch.linspace(0, (0.8 * num_train_steps) ** 0.5, num_calls, dtype=torch.float64) ** 2).floor().long()
+        # s_j = max(q_j, s_{j-1} + 1), in closed form: the running maximum of q_j - j, plus j.
+        index = torch.arange(num_calls)
+        steps = torch.cummax(steps - index, 0).values + index
+    return (steps + 1).tolist()
 
 
 def _abar_pairs(alphas_cumprod, steps):
@@ -62,13 +75,22 @@ def _abar_pairs(alphas_cumprod, steps):
     return list(reversed(pairs))
 
 
+def _predicted_x0(x, eps, abar_t, clip):
+    """x_0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t), clipped to the data range [-1, 1] if asked."""
+    x0 = (x - (1 - abar_t).sqrt() * eps) / abar_t.sqrt()
+    return x0.clamp(-1, 1) if clip else x0
+
+
 @torch.no_grad()
-def ancestral_sampler(eps_model, alphas_cumprod, x_T, steps, variance="posterior", rng=None):
+def ancestral_sampler(eps_model, alphas_cumprod, x_T, steps, variance="posterior", rng=None,
+                      clip_x0=True):
     """DDPM ancestral sampling over the selected steps (all T, or a respaced subset).
 
     Respacing (Nichol & Dhariwal 2021): between selected steps t > s the process is
     Gaussian with beta = 1 - abar_t / abar_s; the reverse step uses that beta with
     variance beta ('beta') or the posterior's (1 - abar_s) / (1 - abar_t) beta ('posterior').
+    The mean is the posterior's at the predicted x_0, clipped to [-1, 1] with clip_x0 as in
+    Ho's and Nichol & Dhariwal's code (unclipped, it equals Algorithm 2's eps form).
     eps_model(x, t) predicts the noise, t a LongTensor [B] of 1-indexed steps.
     """
     if variance not in ("beta", "posterior"):
@@ -77,7 +99,8 @@ def ancestral_sampler(eps_model, alphas_cumprod, x_T, steps, variance="posterior
     for t, abar_t, abar_s in _abar_pairs(alphas_cumprod, steps):
         beta = 1 - abar_t / abar_s
         eps = eps_model(x, torch.full((x.shape[0],), t, dtype=torch.long, device=x.device))
-        x = (x - (beta / (1 - abar_t).sqrt()) * eps) / (1 - beta).sqrt()
+        x0 = _predicted_x0(x, eps, abar_t, clip_x0)
+        x = (abar_s.sqrt() * beta * x0 + (1 - beta).sqrt() * (1 - abar_s) * x) / (1 - abar_t)
         if abar_s < 1:  # no noise on the last step
             var = beta if variance == "beta" else (1 - abar_s) / (1 - abar_t) * beta
             x = x + var.sqrt() * torch.randn(x.shape, device=x.device, generator=rng)
@@ -85,12 +108,16 @@ def ancestral_sampler(eps_model, alphas_cumprod, x_T, steps, variance="posterior
 
 
 @torch.no_grad()
-def ddim_sampler(eps_model, alphas_cumprod, x_T, steps, eta=0.0, rng=None):
-    """DDIM (Song et al. 2021) over the selected steps; eta = 0 is deterministic."""
+def ddim_sampler(eps_model, alphas_cumprod, x_T, steps, eta=0.0, rng=None, clip_x0=True):
+    """DDIM (Song et al. 2021) over the selected steps; eta = 0 is deterministic.
+
+    clip_x0 clips the predicted x_0 to [-1, 1] and keeps the network's eps for the direction
+    to x_t (diffusers' clip_sample with its default use_clipped_model_output=False).
+    """
     x = x_T
     for t, abar_t, abar_s in _abar_pairs(alphas_cumprod, steps):
         eps = eps_model(x, torch.full((x.shape[0],), t, dtype=torch.long, device=x.device))
-        x0_pred = (x - (1 - abar_t).sqrt() * eps) / abar_t.sqrt()
+        x0_pred = _predicted_x0(x, eps, abar_t, clip_x0)
         sigma = eta * ((1 - abar_s) / (1 - abar_t) * (1 - abar_t / abar_s)).sqrt()
         x = abar_s.sqrt() * x0_pred + (1 - abar_s - sigma**2).sqrt() * eps
         if eta > 0 and abar_s < 1:

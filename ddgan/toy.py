@@ -178,6 +178,7 @@ class ToyDenoiser:
     def __init__(self, hp, method, steps, divergence=None, sampler=None):
         self.method, self.hp, self.steps = method, hp, steps
         self.cfg = {section: dict(DEFAULTS[section]) for section in ("ddpm", "edm")}
+        self.cfg["ddpm"]["clip_x0"] = False  # the 2-D data are not in [-1, 1]
         network = MLPGenerator(nz=0, hidden=hp["hidden"], depth=hp["depth"],
                                fourier_features=hp["fourier_features"],
                                fourier_scale=hp["g_fourier_scale"])

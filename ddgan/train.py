@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 from accelerate import Accelerator
 from accelerate.utils import gather_object, set_seed
 from torch.utils.tensorboard import SummaryWriter
@@ -20,13 +19,13 @@ from torchvision.utils import make_grid, save_image
 from tqdm import tqdm
 
 from . import checkpoint
-from .config import config_differences, dump_config, load_config
+from .config import config_differences, dump_config, load_saved_config
 from .data import ImageBatches, load_images, uses_flip
 from .evaluate import (PERIODIC_COLUMNS, append_csv, check_extractor_data, periodic_fd, periodic_nfe,
                        reference_name)
+from .generate import sample_images
 from .methods import method_class
 from .metrics import resolve_extractor
-from .samplers import select_steps
 from .speed import SWITCHES, set_backend_flags
 
 # Keys that may change between a run and its resumption (the speed switches change results
@@ -66,12 +65,18 @@ class Run:
         self.tensorboard = self.dir / "tb"
 
 
-def _check_train_settings(t_cfg):
+def _check_train_settings(cfg):
+    t_cfg = cfg["train"]
+    if cfg["optim"]["grad_clip"] < 0:
+        raise ValueError(f"optim.grad_clip must be >= 0 (0 = no clipping), got {cfg['optim']['grad_clip']}")
     for key in ("batch_size", "max_steps", "log_every", "sample_every", "ckpt_every", "num_grid"):
         if t_cfg[key] < 1:
             raise ValueError(f"train.{key} must be >= 1, got {t_cfg[key]}")
     if t_cfg["keep_every"] < 0:
         raise ValueError(f"train.keep_every must be >= 0 (0 = keep none), got {t_cfg['keep_every']}")
+    steps = cfg["eval"]["steps"]
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise ValueError(f"eval.steps must be a positive integer (DDPM's K, EDM's N) or null, got {steps!r}")
     if t_cfg["mixed_precision"] not in ("no", "bf16"):
         raise ValueError(f"train.mixed_precision must be no or bf16 (fp16 would need loss "
                          f"scaling inside the gradient penalties), got {t_cfg['mixed_precision']!r}")
@@ -82,15 +87,6 @@ def _periodic_extractor(cfg):
     e = cfg["eval"]
     if e["every_images"] < 0 or e["num_samples"] < 2:
         raise ValueError("eval.every_images must be >= 0 (0 = off) and eval.num_samples >= 2")
-    steps = e["steps"]
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-        raise ValueError(f"eval.steps must be a positive integer (DDPM's K, EDM's N) or null, got {steps!r}")
-    if cfg["method"] == "ddpm" and e["every_images"]:  # fail now, not at the first evaluation
-        d = cfg["ddpm"]
-        try:
-            select_steps(d["num_steps"], steps or d["num_steps"], d["spacing"])
-        except ValueError as error:
-            raise ValueError(f"eval.steps={steps}: {error}; set eval.steps to a K the sampler can use") from None
     if not e["every_images"]:
         return None
     if not e["extractor"]:
@@ -104,9 +100,7 @@ def _periodic_extractor(cfg):
 def _check_resume(cfg, run):
     if not run.last.exists():
         raise FileNotFoundError(f"--resume: no checkpoint at {run.last}")
-    saved = load_config(run.config)
-    if "ema_warmup" not in yaml.safe_load(run.config.read_text())["optim"]:
-        saved["optim"]["ema_warmup"] = False  # the run predates the key: its EMA was constant
+    saved = load_saved_config(run.config)  # keys the run predates take their earlier values
     changed = [k for k in config_differences(saved, cfg) if k not in RESUMABLE_CHANGES]
     if changed:
         raise ValueError(f"--resume: the config differs from the run's {run.config} at "
@@ -124,7 +118,7 @@ def train(cfg, resume=False, stop_at=None):
     would (continue later with resume=True).
     """
     t_cfg = cfg["train"]
-    _check_train_settings(t_cfg)
+    _check_train_settings(cfg)
     method_cls = method_class(cfg)
     extractor = _periodic_extractor(cfg)
     run = Run(t_cfg["out_dir"])
@@ -196,6 +190,7 @@ def train(cfg, resume=False, stop_at=None):
     progress = tqdm(range(start, max_steps), initial=start, total=t_cfg["max_steps"],
                     disable=not main, desc=f"{cfg['method']} {run.dir.name}", unit="step")
     e_cfg = cfg["eval"]
+    grid_nfe = periodic_nfe(method_cls, cfg)  # the grids' and the periodic evaluation's
     reference = images.cpu() if extractor and main else None
     reference_cache_name = reference_name(reference) if reference is not None else None
 
@@ -226,9 +221,12 @@ def train(cfg, resume=False, stop_at=None):
                                       if not k.startswith("grad")})
         train_seconds += time.perf_counter() - tick  # training only: not grids, evaluation, saving
         if main and (done % t_cfg["sample_every"] == 0 or done == max_steps):
-            grid = method.sample(t_cfg["num_grid"],
-                                 torch.Generator(accelerator.device).manual_seed(t_cfg["seed"]))
-            grid = make_grid(grid.float().cpu(), nrow=int(t_cfg["num_grid"] ** 0.5),
+            grid = sample_images(method.ema.module.eval(), method_cls, cfg, images.shape[1:],
+                                 t_cfg["num_grid"],
+                                 torch.Generator(accelerator.device).manual_seed(t_cfg["seed"]),
+                                 steps=method_cls.preview_steps(cfg),
+                                 progress=f"grid, {grid_nfe} calls per image")
+            grid = make_grid(grid, nrow=int(t_cfg["num_grid"] ** 0.5),
                              normalize=True, value_range=(-1, 1))
             run.samples.mkdir(parents=True, exist_ok=True)
             save_image(grid, run.samples / f"step_{done:07d}.png")
@@ -240,7 +238,7 @@ def train(cfg, resume=False, stop_at=None):
             append_csv(run.dir / "eval.csv", PERIODIC_COLUMNS, [{
                 "step": done, "images_seen": done * images_per_step,
                 "train_seconds": round(train_seconds, 2), "metric_name": extractor.metric_name,
-                "fd": fd, "n_samples": e_cfg["num_samples"], "nfe": periodic_nfe(cfg),
+                "fd": fd, "n_samples": e_cfg["num_samples"], "nfe": grid_nfe,
                 "extractor": extractor.label,
                 "extractor_hash": extractor.hash}])
             writer.add_scalar(f"eval/{extractor.metric_name}", fd, done)

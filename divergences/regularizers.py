@@ -28,5 +28,7 @@ def gradient_penalty(critic, real, fake, *condition):
     """
     mix = torch.rand(real.shape[0], *([1] * (real.ndim - 1)), device=real.device)
     x_hat = (mix * real.detach() + (1 - mix) * fake.detach()).requires_grad_(True)
-    grad_norm = _squared_grad_norm(critic(x_hat, *condition), x_hat).clamp_min(1e-12).sqrt()
+    # The floor only keeps sqrt's gradient finite at an exactly zero gradient: one near real
+    # norms (1e-12 was, for a near-zero-initialised critic) would switch the penalty off.
+    grad_norm = _squared_grad_norm(critic(x_hat, *condition), x_hat).clamp_min(1e-30).sqrt()
     return (grad_norm - 1).pow(2).mean()

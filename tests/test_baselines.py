@@ -63,3 +63,17 @@ def test_baselines_refuse_a_latent(tmp_path):
                       ["generator.nz=100", f"train.out_dir={tmp_path / 'run'}"])
     with pytest.raises(ValueError, match="generator.nz=0"):
         train(cfg)
+
+
+def test_grids_sample_with_the_cheap_stated_steps(fake_fmnist, tmp_path, monkeypatch):
+    """A DDPM trained at T = 1000 draws its grids with K = 20 calls (eval.steps overrides it),
+    not 1,000: a 64-image grid at 1,000 calls takes minutes on a CPU."""
+    import ddgan.methods.ddpm as ddpm
+
+    grids = []
+    sampler = ddpm.ancestral_sampler
+    monkeypatch.setattr(ddpm, "ancestral_sampler", lambda *a, **k: grids.append(len(a[3])) or sampler(*a, **k))
+    common = TINY_BASELINE[:-2] + [f"data.root={fake_fmnist}", "train.max_steps=2", "train.ckpt_every=2"]
+    train(load_config(REPO / "configs/fmnist/ddpm.yaml", common + [f"train.out_dir={tmp_path / 'a'}"]))
+    train(load_config(REPO / "configs/fmnist/ddpm.yaml", common + [f"train.out_dir={tmp_path / 'b'}", "eval.steps=7"]))
+    assert grids == [20, 7]

@@ -131,6 +131,18 @@ def test_gradient_penalty_of_a_critic_with_known_gradient():
     assert gp.item() == pytest.approx((math.sqrt(5) - 1) ** 2, rel=1e-6)
 
 
+def test_gradient_penalty_trains_a_critic_whose_gradient_is_tiny():
+    """A near-zero-initialised critic has ||grad V|| ~ 1e-7: the penalty (s ||w|| - 1)^2 must
+    still pull it towards norm 1, with d/ds = 2 (s ||w|| - 1) ||w||, not be clamped flat."""
+    w = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    scale = torch.tensor(1e-7, requires_grad=True)
+    critic = lambda x, x_t, t: scale * (x * w).flatten(1).sum(1)  # noqa: E731
+    real, fake = torch.randn(8, 2, 2), torch.randn(8, 2, 2)
+    gp = gradient_penalty(critic, real, fake, real, None)
+    (grad,) = torch.autograd.grad(gp, scale)
+    assert grad.item() == pytest.approx(2 * (1e-7 * math.sqrt(5) - 1) * math.sqrt(5), rel=1e-5)
+
+
 def test_gradient_penalty_evaluates_on_interpolates():
     """With V = ||x||^2 / 2 the gradient is x_hat itself; real = 3 e1, fake = -e1 per sample."""
     real = torch.tensor([[3.0, 0.0]]).repeat(20000, 1)

@@ -22,14 +22,15 @@ ABAR = torch.cumprod(1 - linear_betas(), 0)
 def ddim_std(num_calls, spacing="uniform"):
     """DDIM with eta = 0 is linear in x_T for Gaussian data: x_T = 1 gives the output std."""
     x_T = torch.ones(1, 1, dtype=torch.float64)
-    return ddim_sampler(gaussian_eps(ABAR), ABAR, x_T, select_steps(1000, num_calls, spacing)).item()
+    return ddim_sampler(gaussian_eps(ABAR), ABAR, x_T, select_steps(1000, num_calls, spacing),
+                        clip_x0=False).item()
 
 
 def ancestral_std(num_calls, variance="posterior"):
     torch.manual_seed(0)
     x_T = torch.randn(200_000, 1, dtype=torch.float64)
     return ancestral_sampler(gaussian_eps(ABAR), ABAR, x_T, select_steps(1000, num_calls),
-                             variance=variance).std().item()
+                             variance=variance, clip_x0=False).std().item()
 
 
 def test_linear_schedule():
@@ -48,6 +49,34 @@ def test_step_selection():
     for bad in (0, 1001):
         with pytest.raises(ValueError, match="1..1000"):
             select_steps(1000, bad)
+    with pytest.raises(ValueError, match="spacing must be one of uniform, leading, quadratic"):
+        select_steps(1000, 10, "linear")
+
+
+@pytest.mark.parametrize("spacing", ["uniform", "leading", "quadratic"])
+def test_every_spacing_starts_at_the_noisiest_step_and_places_distinct_steps(spacing):
+    assert select_steps(1000, 1, spacing) == [1000]  # one call: x_0 predicted from pure noise
+    assert select_steps(1000, 1000, spacing) == list(range(1, 1001))
+    for calls in (2, 4, 8, 16, 32, 50, 100, 999):
+        steps = select_steps(1000, calls, spacing)
+        assert len(steps) == calls and steps == sorted(set(steps)) and 1 <= steps[0] and steps[-1] <= 1000
+
+
+def test_leading_and_quadratic_are_ddims_grids():
+    # DDIM's code: range(0, T, T // K) (0-indexed), and int(linspace(0, sqrt(0.8 T), K)^2).
+    assert select_steps(1000, 50, "leading") == [t + 1 for t in range(0, 1000, 20)]
+    assert select_steps(1000, 10, "leading") == [t + 1 for t in range(0, 1000, 100)]
+    assert select_steps(1000, 20, "quadratic") == [int(v) + 1 for v in (torch.linspace(0, 800**0.5, 20, dtype=torch.float64) ** 2)]
+    # Where DDIM's grid repeats small steps (K >= 30), each repeat moves one above its predecessor.
+    quadratic = select_steps(1000, 100, "quadratic")
+    assert quadratic[:14] == list(range(1, 15)) and quadratic[-1] == 801
+
+
+def test_one_call_predicts_x0_from_pure_noise():
+    """K = 1 starts at T, so the output is E[x_0 | x_T] ~ sqrt(abar_T) S^2 x_T: near 0, not x_T."""
+    expected = ABAR[-1].sqrt().item() * S**2 / (ABAR[-1].item() * S**2 + 1 - ABAR[-1].item())
+    assert ddim_std(1) == pytest.approx(expected, rel=1e-6)
+    assert ancestral_std(1) == pytest.approx(expected, rel=1e-2)
 
 
 def test_ddim_converges_to_the_data_variance():
@@ -61,6 +90,20 @@ def test_respaced_ancestral_converges_to_the_data_variance():
     assert ancestral_std(1000) == pytest.approx(S, rel=0.01)
     assert ancestral_std(1000, "beta") == pytest.approx(S, rel=0.01)
     assert ancestral_std(10) / S - 1 == pytest.approx(RECORDED["ancestral_10"], abs=5e-3)
+
+
+def test_clipping_keeps_the_predicted_x0_in_the_data_range():
+    """Data N(0, 2^2): the exact E[x_0 | x_t] leaves [-1, 1]. Clipped, every sample (the
+    last step's x_0) lies inside it; unclipped, the samples keep the data's std."""
+    wide = 2.0
+    eps_model = lambda x, t: (1 - ABAR[t - 1]).sqrt().view(-1, 1) / (ABAR[t - 1].view(-1, 1) * wide**2 + 1 - ABAR[t - 1].view(-1, 1)) * x  # noqa: E731
+    x_T = torch.randn(20_000, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for sampler in (ancestral_sampler, ddim_sampler):
+        steps = select_steps(1000, 50)
+        clipped = sampler(eps_model, ABAR, x_T, steps, rng=torch.Generator().manual_seed(1))
+        unclipped = sampler(eps_model, ABAR, x_T, steps, rng=torch.Generator().manual_seed(1), clip_x0=False)
+        assert clipped.abs().max() <= 1 and (clipped.abs() > 0.99).float().mean() > 0.1
+        assert unclipped.std().item() == pytest.approx(wide, rel=0.1) and unclipped.abs().max() > 3
 
 
 def test_edm_sigmas():

@@ -61,7 +61,13 @@ def _losses(config, overrides, steps=4):
 
 @pytest.mark.parametrize("config, extra", [
     ("configs/fmnist/ddgan_js.yaml", ["divergence.r1_every=2"]),  # eager R1 passes and compiled ones
-    ("configs/fmnist/ddgan_js.yaml", ["divergence.name=wgan-gp", "divergence.r1_gamma=0"]),
+    # This tiny WGAN critic in the default layout is chaotic: in plain mode alone, a 1e-7
+    # relative change of its initial weights moves d_real by 1e-3 within 4 steps, so rounding
+    # cannot be told from a bug there. The earlier layout keeps such a change at 1e-6.
+    ("configs/fmnist/ddgan_js.yaml", ["divergence.name=wgan-gp", "divergence.r1_gamma=0",
+                                      "discriminator.stem_kernel=3", "discriminator.downsample_first=true",
+                                      "discriminator.downsample=avgpool", "discriminator.head_activation=true",
+                                      "discriminator.near_zero_init=false"]),
     ("configs/fmnist/ddpm.yaml", []),
     ("configs/fmnist/edm.yaml", []),
 ])

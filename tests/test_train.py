@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from ddgan import checkpoint
 from ddgan.config import load_config
 from ddgan.generate import generate
-from ddgan.methods.common import ema_decay_after, make_ema
+from ddgan.methods.common import ema_decay_after, make_ema, optimizer_step
 from ddgan.methods.ddgan import build_generator, build_process, lazy_r1_weight
 from ddgan.metrics import frechet_distance
 from ddgan.samplers import ddgan_sampler
@@ -102,6 +102,28 @@ def test_existing_run_is_not_overwritten_and_resume_checks_the_config(fake_fmnis
                       "optim.ema_warmup=false"), resume=True)
 
 
+def test_a_run_saved_before_the_new_discriminator_layout_keeps_its_own(fake_fmnist, tmp_path):
+    """Its config lacks the layout keys: resuming and sampling build the layout it trained."""
+    earlier = ["discriminator.stem_kernel=3", "discriminator.downsample_first=true",
+               "discriminator.downsample=avgpool", "discriminator.head_activation=true",
+               "discriminator.near_zero_init=false"]
+    run = tmp_path / "run"
+    train(fast_config(fake_fmnist, run, "train.max_steps=2", "train.ckpt_every=2", *earlier))
+    keys = [item.split("=")[0].split(".")[1] for item in earlier]
+    state = torch.load(run / "checkpoints/last.pt", weights_only=False)
+    for key in keys:  # as a run saved before the keys existed
+        del state["config"]["discriminator"][key]
+    torch.save(state, run / "checkpoints/last.pt")
+    text = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text("".join(line for line in text.splitlines(True)
+                                             if line.strip().split(":")[0] not in keys))
+    assert checkpoint.load(run / "checkpoints/last.pt")["config"]["discriminator"]["downsample"] == "avgpool"
+    with pytest.raises(ValueError, match="discriminator.downsample"):
+        train(fast_config(fake_fmnist, run, "train.max_steps=4"), resume=True)
+    train(fast_config(fake_fmnist, run, "train.max_steps=4", "train.ckpt_every=2", *earlier), resume=True)
+    assert generate(run / "checkpoints/last.pt", 2).shape == (2, 1, 28, 28)
+
+
 def pooled_features(images):
     """7x7 average-pooled pixels: a cheap, fixed feature space for a before/after comparison."""
     return F.adaptive_avg_pool2d(images.float(), 7).flatten(1)
@@ -140,6 +162,7 @@ def test_short_fashion_mnist_training_improves_and_samples(real_data_root, tmp_p
     ("train.batch_size=0", "train.batch_size"), ("train.mixed_precision=fp8", "mixed_precision"),
     ("diffusion.num_steps=0", "num_steps"), ("divergence.name=kl", "valid names"),
     ("divergence.options={gp_weight: 3}", "gp_weight"), ("generator.nz=0", "latent"),
+    ("optim.grad_clip=-1", "optim.grad_clip must be >= 0"),
 ])
 def test_bad_settings_fail_before_anything_is_written(tmp_path, override, message):
     cfg = load_config(TINY, [f"train.out_dir={tmp_path / 'run'}", "data.root=/nonexistent", override])
@@ -212,3 +235,43 @@ def test_lazy_r1_applies_every_kth_step_with_the_same_average_weight():
     assert weights == [pytest.approx(0.4), 0, 0, 0, pytest.approx(0.4), 0, 0, 0]
     assert sum(weights) / len(weights) == pytest.approx(0.2 / 2)  # gamma / 2 per step on average
     assert [lazy_r1_weight(0.2, 1, step) for step in range(3)] == [pytest.approx(0.1)] * 3
+
+
+def test_paper_config_applies_the_authors_r1_strength():
+    """DDGAN's code (--r1_gamma 0.02 --lazy_reg 15) adds gamma / 2 = 0.01 on every 15th D step,
+    not 15 times that (StyleGAN2's rule, which the other configs use)."""
+    d = load_config(REPO / "configs/cifar10/ddgan_js.yaml")["divergence"]
+    weights = [lazy_r1_weight(d["r1_gamma"], d["r1_every"], step, d["r1_lazy_rule"]) for step in range(45)]
+    assert {step: w for step, w in enumerate(weights) if w} == {
+        0: pytest.approx(0.01), 15: pytest.approx(0.01), 30: pytest.approx(0.01)}
+    assert [lazy_r1_weight(0.2, 4, step, "ddgan") for step in range(4)] == [pytest.approx(0.1), 0, 0, 0]
+    with pytest.raises(ValueError, match="lazy R1 rule must be one of stylegan2, ddgan"):
+        lazy_r1_weight(0.2, 4, 0, "both")
+    with pytest.raises(ValueError, match="divergence.r1_lazy_rule must be one of"):
+        train(load_config(REPO / "configs/tiny.yaml", ["divergence.r1_lazy_rule=k"]))
+
+
+def test_gradient_clipping_rescales_to_the_global_norm():
+    param = torch.nn.Parameter(torch.zeros(2))
+    sgd = torch.optim.SGD([param], lr=1.0)
+    param.grad = torch.tensor([3.0, 4.0])  # norm 5
+    optimizer_step(sgd, max_grad_norm=1.0)
+    torch.testing.assert_close(param.data, torch.tensor([-0.6, -0.8]))
+    param.grad = torch.tensor([0.3, 0.4])  # below the limit: unchanged
+    optimizer_step(sgd, max_grad_norm=1.0)
+    torch.testing.assert_close(param.data, torch.tensor([-0.9, -1.2]))
+    param.grad = torch.tensor([3.0, 4.0])
+    optimizer_step(sgd)  # 0: no clipping
+    torch.testing.assert_close(param.data, torch.tensor([-3.9, -5.2]))
+
+
+@pytest.mark.parametrize("method", ["ddgan", "ddpm"])
+def test_every_method_clips_every_network_when_asked(fake_fmnist, tmp_path, monkeypatch, method):
+    norms = []
+    clip = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_",
+                        lambda params, max_norm: norms.append(max_norm) or clip(params, max_norm))
+    baseline = ["method=ddpm", "generator.nz=0", "generator.tanh_output=false", "ddpm.num_steps=20",
+                "eval.steps=2"] if method == "ddpm" else []
+    train(fast_config(fake_fmnist, tmp_path / "run", "train.max_steps=2", "optim.grad_clip=0.5", *baseline))
+    assert norms == [0.5] * (4 if method == "ddgan" else 2)  # D and G, or the one network, per step

@@ -1,4 +1,4 @@
-"""Pieces every method uses: the shared U-Net, the EMA copy and gradient norms."""
+"""Pieces every method uses: the shared U-Net, the EMA copy, gradient norms and clipping."""
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
@@ -16,7 +16,10 @@ def build_unet(cfg, image_shape):
                 channel_mult=tuple(g["channel_mult"]), num_res_blocks=g["num_res_blocks"],
                 attn_resolutions=tuple(g["attn_resolutions"]), dropout=g["dropout"],
                 nz=g["nz"], z_emb_dim=g["z_emb_dim"], n_mlp=g["n_mlp"],
-                tanh_output=g["tanh_output"])
+                tanh_output=g["tanh_output"], resample=g["resample"],
+                fir_kernel=tuple(g["fir_kernel"]), progressive_input=g["progressive_input"],
+                decoder_attention=g["decoder_attention"], output_norm=g["output_norm"],
+                zero_init_output=g["zero_init_output"])
 
 
 def make_ema(model, decay, device, warmup=True):
@@ -57,3 +60,12 @@ def ema_weights(ema_state):
 def grad_norm(module):
     grads = [p.grad for p in module.parameters() if p.grad is not None]
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+
+
+def optimizer_step(optimizer, max_grad_norm=0.0):
+    """optimizer.step(), after rescaling the gradients to a global norm of at most
+    max_grad_norm (0: no clipping; Ho et al. clip DDPM's at 1)."""
+    if max_grad_norm:
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    optimizer.step()

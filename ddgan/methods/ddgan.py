@@ -12,7 +12,7 @@ from ..networks import Discriminator
 from ..samplers import ddgan_sampler
 from ..speed import adam, compiled, match_optimizer, prepare_module, resolve
 from .common import build_unet as build_generator
-from .common import grad_norm, make_ema
+from .common import grad_norm, make_ema, optimizer_step
 
 
 def random_steps(process, batch, device):
@@ -26,14 +26,24 @@ def generated_prev(generator, process, x_t, t, nz):
     return process.posterior_sample(generator(x_t, z, t), x_t, t)
 
 
-def lazy_r1_weight(r1_gamma, r1_every, d_step):
-    """R1's weight at discriminator step d_step (0-based): lazy as in StyleGAN2, applied every
-    r1_every-th step with r1_every times the weight gamma / 2, and 0 in between."""
-    return r1_gamma / 2 * r1_every if d_step % r1_every == 0 else 0.0
+LAZY_R1_RULES = ("stylegan2", "ddgan")
+
+
+def lazy_r1_weight(r1_gamma, r1_every, d_step, rule="stylegan2"):
+    """R1's weight at discriminator step d_step (0-based), applied every r1_every-th step and
+    0 in between (REFERENCE §3). 'stylegan2' multiplies gamma / 2 by r1_every there, so the
+    average per step stays gamma / 2; 'ddgan' (the authors' --lazy_reg) does not, so it is
+    gamma / (2 r1_every)."""
+    if rule not in LAZY_R1_RULES:
+        raise ValueError(f"the lazy R1 rule must be one of {', '.join(LAZY_R1_RULES)}, got {rule!r}")
+    if d_step % r1_every:
+        return 0.0
+    return r1_gamma / 2 * (r1_every if rule == "stylegan2" else 1)
 
 
 def discriminator_step(generator, discriminator, optimizer, process, divergence, x0, nz,
-                       r1_weight=0.0, backward=torch.Tensor.backward, penalised=None):
+                       r1_weight=0.0, backward=torch.Tensor.backward, penalised=None,
+                       max_grad_norm=0.0):
     """One update of D on a real pair (x_{t-1}, x_t) and a fake pair with the same x_t and t.
 
     r1_weight multiplies E||grad V(real)||^2 (gamma / 2, times k when lazy every k).
@@ -64,12 +74,12 @@ def discriminator_step(generator, discriminator, optimizer, process, divergence,
     stats["d_total"] = loss.detach()
     optimizer.zero_grad(set_to_none=True)
     backward(loss)
-    optimizer.step()
+    optimizer_step(optimizer, max_grad_norm)
     return stats
 
 
 def generator_step(generator, discriminator, optimizer, process, divergence, x0, nz,
-                   backward=torch.Tensor.backward):
+                   backward=torch.Tensor.backward, max_grad_norm=0.0):
     """One update of G against a frozen D. Pass D unwrapped (not DDP): it only routes gradients."""
     t = random_steps(process, x0.shape[0], x0.device)
     x_t = process.q_sample(x0, t)
@@ -81,15 +91,14 @@ def generator_step(generator, discriminator, optimizer, process, divergence, x0,
         discriminator.requires_grad_(True)
     optimizer.zero_grad(set_to_none=True)
     backward(loss)
-    optimizer.step()
+    optimizer_step(optimizer, max_grad_norm)
     return {"g_loss": loss.detach()}
 
 
 def build_discriminator(cfg, image_shape):
-    d = cfg["discriminator"]
-    return Discriminator(image_shape[1], image_shape[0], base_channels=d["base_channels"],
-                         channel_mult=tuple(d["channel_mult"]), t_emb_dim=d["t_emb_dim"],
-                         minibatch_std_group=d["minibatch_std_group"])
+    d = cfg["discriminator"]  # every key is a Discriminator option
+    return Discriminator(image_shape[1], image_shape[0],
+                         **dict(d, channel_mult=tuple(d["channel_mult"])))
 
 
 def build_process(cfg):
@@ -114,7 +123,8 @@ class DDGAN:
         self.image_shape = tuple(image_shape)
         self.process, self.divergence = self.check_config(cfg)
         self.nz = cfg["generator"]["nz"]
-        self.r1_gamma, self.r1_every = cfg["divergence"]["r1_gamma"], cfg["divergence"]["r1_every"]
+        d = cfg["divergence"]
+        self.r1_gamma, self.r1_every, self.r1_lazy_rule = d["r1_gamma"], d["r1_every"], d["r1_lazy_rule"]
 
         self.speed = speed = resolve(cfg["speed"], accelerator.device)
         generator = prepare_module(build_generator(cfg, image_shape), speed)
@@ -123,6 +133,7 @@ class DDGAN:
         self.ema = make_ema(generator, cfg["optim"]["ema_decay"], accelerator.device,
                             cfg["optim"]["ema_warmup"])
         o = cfg["optim"]
+        self.max_grad_norm = o["grad_clip"]
         opt_g = adam(generator.parameters(), o["lr_g"], o["betas"], speed)
         opt_d = adam(discriminator.parameters(), o["lr_d"], o["betas"], speed)
         self.generator, self.discriminator, self.opt_g, self.opt_d = accelerator.prepare(
@@ -141,8 +152,12 @@ class DDGAN:
         """Fail on a bad setting before any data is loaded; returns (process, divergence)."""
         if cfg["generator"]["nz"] < 1:
             raise ValueError("DDGAN needs a latent: set generator.nz >= 1")
-        if cfg["divergence"]["r1_every"] < 1:
-            raise ValueError(f"divergence.r1_every must be >= 1, got {cfg['divergence']['r1_every']}")
+        d = cfg["divergence"]
+        if d["r1_every"] < 1:
+            raise ValueError(f"divergence.r1_every must be >= 1, got {d['r1_every']}")
+        if d["r1_lazy_rule"] not in LAZY_R1_RULES:
+            raise ValueError(f"divergence.r1_lazy_rule must be one of {', '.join(LAZY_R1_RULES)}, "
+                             f"got {d['r1_lazy_rule']!r}")
         return build_process(cfg), build_divergence(cfg)
 
     @property
@@ -162,8 +177,10 @@ class DDGAN:
             x0 = next(batches)
             stats = discriminator_step(self.fast_generator, self.fast_discriminator, self.opt_d,
                                        self.process, self.divergence, x0, self.nz,
-                                       lazy_r1_weight(self.r1_gamma, self.r1_every, d_step),
-                                       acc.backward, penalised=self.discriminator)
+                                       lazy_r1_weight(self.r1_gamma, self.r1_every, d_step,
+                                                      self.r1_lazy_rule),
+                                       acc.backward, penalised=self.discriminator,
+                                       max_grad_norm=self.max_grad_norm)
             self.last_r1 = stats.get("r1", self.last_r1)
         if self.last_r1 is not None:
             stats["r1"] = self.last_r1
@@ -171,7 +188,7 @@ class DDGAN:
             stats["grad_norm_d"] = grad_norm(self.discriminator)
         stats.update(generator_step(self.fast_generator, self.fast_frozen_discriminator,
                                     self.opt_g, self.process, self.divergence, x0, self.nz,
-                                    acc.backward))
+                                    acc.backward, self.max_grad_norm))
         if with_grad_norms:
             stats["grad_norm_g"] = grad_norm(self.generator)
         self.ema.update_parameters(acc.unwrap_model(self.generator))
@@ -191,9 +208,15 @@ class DDGAN:
         x_T = torch.randn(num, *image_shape, device=rng.device, generator=rng)
         return ddgan_sampler(generator, process, x_T, cfg["generator"]["nz"], rng)
 
-    def sample(self, num, rng):
-        """num images in [-1, 1] from the EMA generator."""
-        return self.sample_with(self.ema.module.eval(), self.cfg, self.image_shape, num, rng)
+    @staticmethod
+    def preview_steps(cfg):
+        """The steps of the sample grids and the periodic evaluation: the trained T."""
+        return cfg["diffusion"]["num_steps"]
+
+    @staticmethod
+    def network_calls(cfg, steps=None, sampler=None):
+        """Generator calls per image: T."""
+        return cfg["diffusion"]["num_steps"]
 
     def state_dict(self):
         unwrap = self.accelerator.unwrap_model

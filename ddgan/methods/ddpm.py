@@ -3,9 +3,13 @@ import torch
 import torch.nn.functional as F
 
 from ..diffusion import ForwardProcess
-from ..samplers import ancestral_sampler, ddim_sampler, linear_betas, select_steps
+from ..samplers import SPACINGS, ancestral_sampler, ddim_sampler, linear_betas, select_steps
 from .common import build_unet
 from .denoising import DenoisingMethod
+
+# K of the sample grids and the periodic evaluation when eval.steps is unset: a grid at all
+# T = 1,000 calls would cost minutes on a CPU (README, "Sample grids").
+PREVIEW_CALLS = 20
 
 
 def build_ddpm_process(cfg):
@@ -23,6 +27,30 @@ def ddpm_loss(network, process, x0):
 class DDPM(DenoisingMethod):
     build_network = staticmethod(build_unet)
 
+    @staticmethod
+    def check_config(cfg):
+        DenoisingMethod.check_config(cfg)
+        d = cfg["ddpm"]
+        if d["spacing"] not in SPACINGS:
+            raise ValueError(f"ddpm.spacing must be one of {', '.join(SPACINGS)}, got {d['spacing']!r}")
+        if d["variance"] not in ("beta", "posterior"):
+            raise ValueError(f"ddpm.variance must be beta or posterior, got {d['variance']!r}")
+        try:  # fail now, not at the first grid
+            select_steps(d["num_steps"], DDPM.preview_steps(cfg), d["spacing"])
+        except ValueError as error:
+            raise ValueError(f"eval.steps={cfg['eval']['steps']}: {error}; set eval.steps to a K "
+                             f"the sampler can use") from None
+
+    @staticmethod
+    def preview_steps(cfg):
+        """K of the sample grids and the periodic evaluation: eval.steps, else min(20, T)."""
+        return cfg["eval"]["steps"] or min(PREVIEW_CALLS, cfg["ddpm"]["num_steps"])
+
+    @staticmethod
+    def network_calls(cfg, steps=None, sampler=None):
+        """Network calls per image: K (default all T)."""
+        return steps or cfg["ddpm"]["num_steps"]
+
     def __init__(self, cfg, image_shape, accelerator):
         super().__init__(cfg, image_shape, accelerator)
         self.process = build_ddpm_process(cfg)
@@ -39,7 +67,7 @@ class DDPM(DenoisingMethod):
         eps_model = lambda x, t: network(x, None, t)  # noqa: E731
         abar = process.alphas_cumprod.to(x_T.device)
         if (sampler or "ancestral") == "ancestral":
-            return ancestral_sampler(eps_model, abar, x_T, selected, d["variance"], rng)
+            return ancestral_sampler(eps_model, abar, x_T, selected, d["variance"], rng, d["clip_x0"])
         if sampler == "ddim":
-            return ddim_sampler(eps_model, abar, x_T, selected, d["eta"], rng)
+            return ddim_sampler(eps_model, abar, x_T, selected, d["eta"], rng, d["clip_x0"])
         raise ValueError(f"DDPM samplers: ancestral, ddim; got {sampler!r}")

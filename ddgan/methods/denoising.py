@@ -1,12 +1,12 @@
 """The baselines' common part: one network trained by regression, with its optimiser and EMA.
 
-A subclass supplies build_network, loss and sample_with; the training loop,
+A subclass supplies build_network, loss, sample_with, preview_steps and network_calls; the training loop,
 logging and checkpoints are train.py's, shared with DDGAN.
 """
 import torch
 
 from ..speed import adam, compiled, match_optimizer, prepare_module, resolve
-from .common import grad_norm, make_ema
+from .common import grad_norm, make_ema, optimizer_step
 
 
 class DenoisingMethod:
@@ -49,14 +49,11 @@ class DenoisingMethod:
         stats = {"loss": loss.detach()}
         if with_grad_norms:
             stats["grad_norm"] = grad_norm(self.network)
-        self.optimizer.step()
+        optimizer_step(self.optimizer, self.cfg["optim"]["grad_clip"])
         self.ema.update_parameters(self.accelerator.unwrap_model(self.network))
         for scheduler in self.schedulers:
             scheduler.step()
         return stats
-
-    def sample(self, num, rng):
-        return self.sample_with(self.ema.module.eval(), self.cfg, self.image_shape, num, rng)
 
     def state_dict(self):
         return {"network": self.accelerator.unwrap_model(self.network).state_dict(),

@@ -3,7 +3,7 @@ import torch
 
 from ..diffusion import per_sample
 from ..networks.precond import EDMPrecond
-from ..samplers import edm_sampler
+from ..samplers import edm_sampler, nfe
 from .common import build_unet
 from .denoising import DenoisingMethod
 
@@ -26,6 +26,16 @@ class EDM(DenoisingMethod):
     def loss(self, network, x0):
         e = self.cfg["edm"]
         return edm_loss(network, x0, e["P_mean"], e["P_std"], e["sigma_data"])
+
+    @staticmethod
+    def preview_steps(cfg):
+        """N of the sample grids and the periodic evaluation: eval.steps, else edm.num_steps."""
+        return cfg["eval"]["steps"] or cfg["edm"]["num_steps"]
+
+    @staticmethod
+    def network_calls(cfg, steps=None, sampler=None):
+        """Network calls per image: 2N - 1 with Heun (the default), N with Euler."""
+        return nfe("edm", steps or cfg["edm"]["num_steps"], sampler or "heun")
 
     @staticmethod
     def sample_with(network, cfg, image_shape, num, rng, steps=None, sampler=None):

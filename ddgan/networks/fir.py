@@ -24,6 +24,13 @@ def _depthwise(kernel, x):
     return kernel.to(x.dtype)[None, None].expand(x.shape[1], 1, *kernel.shape)
 
 
+def fir_filter(x, kernel):
+    """x [B, C, H, W] -> [B, C, H + 1, W + 1] for 4 taps: filtered by `kernel`, zero-padded by
+    half the taps on each side, so that an unpadded strided 3x3 conv after it halves the
+    size (StyleGAN2's conv-downsample, which NCSN++'s input pyramid uses)."""
+    return F.conv2d(x, _depthwise(kernel, x), padding=kernel.shape[0] // 2, groups=x.shape[1])
+
+
 def fir_downsample(x, kernel):
     """x [B, C, H, W] -> [B, C, H/2, W/2]: filter by `kernel` (2-D, normalised), keep every 2nd."""
     pad = (kernel.shape[0] - 2) // 2  # 1 for 4 taps

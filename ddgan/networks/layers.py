@@ -6,6 +6,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from .fir import FIRResample, fir_filter, fir_kernel_2d
+
 
 def timestep_embedding(t, dim, max_period=10000.0):
     """Sinusoidal embedding [B, dim] of a time or noise label t [B] (integer or real)."""
@@ -54,11 +56,18 @@ class AdaptiveGroupNorm(nn.Module):
 
 
 class ResBlock(nn.Module):
-    """Pre-activation residual block; the time embedding is added after the first conv."""
+    """Pre-activation residual block; the time embedding is added after the first conv.
 
-    def __init__(self, in_ch, out_ch, emb_dim, style_dim=0, dropout=0.0, attention=False):
+    resample 'up' or 'down' makes it a BigGAN/NCSN++ resampling block: after the first
+    norm, both the main path and the skip go through 2x FIR resampling by `fir_kernel`,
+    and the skip then always has its 1x1 conv.
+    """
+
+    def __init__(self, in_ch, out_ch, emb_dim, style_dim=0, dropout=0.0, attention=False,
+                 resample=None, fir_kernel=(1, 3, 3, 1)):
         super().__init__()
         self.norm1 = AdaptiveGroupNorm(in_ch, style_dim)
+        self.resample = FIRResample(resample, fir_kernel) if resample else nn.Identity()
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
         self.emb = nn.Linear(emb_dim, out_ch)
         self.norm2 = AdaptiveGroupNorm(out_ch, style_dim)
@@ -66,11 +75,13 @@ class ResBlock(nn.Module):
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
         nn.init.zeros_(self.conv2.weight)  # each block starts as its skip path
         nn.init.zeros_(self.conv2.bias)
-        self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+        self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch or resample else nn.Identity()
         self.attention = SelfAttention(out_ch) if attention else None
 
     def forward(self, x, emb, style=None):
-        h = self.conv1(F.silu(self.norm1(x, style)))
+        h = F.silu(self.norm1(x, style))
+        h, x = self.resample(h), self.resample(x)
+        h = self.conv1(h)
         h = h + self.emb(F.silu(emb))[:, :, None, None]
         h = self.conv2(self.dropout(F.silu(self.norm2(h, style))))
         h = (h + self.skip(x)) / math.sqrt(2)
@@ -97,12 +108,28 @@ class SelfAttention(nn.Module):
 
 
 class Downsample(nn.Module):
-    def __init__(self, channels):
+    """Strided 3x3 conv. With a FIR kernel the input is zero-padded and filtered by it first
+    and the conv is unpadded: StyleGAN2's conv-downsample, as NCSN++'s input pyramid uses."""
+
+    def __init__(self, in_ch, out_ch=None, fir_kernel=None):
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+        out_ch = out_ch or in_ch
+        self.blur = nn.Identity() if fir_kernel is None else FIRFilter(fir_kernel)
+        self.conv = nn.Conv2d(in_ch, out_ch, 3, stride=2, padding=1 if fir_kernel is None else 0)
 
     def forward(self, x):
-        return self.conv(x)
+        return self.conv(self.blur(x))
+
+
+class FIRFilter(nn.Module):
+    """Stride-1 FIR filtering (fir.fir_filter) with a fixed kernel."""
+
+    def __init__(self, kernel):
+        super().__init__()
+        self.register_buffer("kernel", fir_kernel_2d(kernel), persistent=False)
+
+    def forward(self, x):
+        return fir_filter(x, self.kernel)
 
 
 class Upsample(nn.Module):
