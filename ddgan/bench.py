@@ -1,12 +1,20 @@
 """`ddgan bench`: training and sampling throughput per method, as a table and JSON.
 
-A benchmark, not a test. Each timing is the median of `repeats` synchronised
-calls after `warmup` calls. Training runs the method's real train_step (D and G
-steps with lazy R1, EMA, schedules) on random images held on the device, so
-data loading is not measured; sampling runs the method's sampler on EMA-shaped
-networks with random weights (speed does not depend on the weights).
+A benchmark, not a test. Each timing is taken over `repeats` synchronised calls after
+`warmup` calls and reported as the median with its minimum and maximum. Training runs
+the method's real train_step (D and G steps with lazy R1, EMA, schedules) on random
+images held on the device, so data loading is not measured; one timed call is a whole
+lazy-R1 cycle of steps, so that its R1 passes are timed as often as they run. Sampling
+runs the method's sampler on EMA-shaped networks with random weights (speed does not
+depend on the weights).
+
+Each row also has the FLOPs of one step (torch.utils.flop_counter on the real step,
+R1's double backward included), the achieved TFLOP/s, the device's peak at the step's
+dtype measured by a matmul probe in the same run, and the utilisation: nanoGPT's MFU,
+with a measured rather than a quoted peak.
 """
 import json
+import math
 import platform
 import statistics
 import time
@@ -15,11 +23,14 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 
 from .config import load_config
 from .methods import method_class
 from .samplers import nfe
-from .speed import PLAIN_OVERRIDES, compiled, resolve, set_backend_flags
+from .speed import (PLAIN_OVERRIDES, compiled, launch_device, resolve, resolve_mixed_precision,
+                    set_backend_flags)
 
 IMAGE_SHAPES = {"fmnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
@@ -33,19 +44,55 @@ def image_shape(cfg):
     raise ValueError("an imagefolder config needs data.image_size for the benchmark")
 
 
-def median_seconds(fn, device, warmup, repeats):
-    """Median wall time of fn() over `repeats` calls, each bracketed by device synchronisation."""
+def timed(fn, device, warmup, repeats):
+    """{'seconds' (median), 'min_seconds', 'max_seconds'} of fn() over `repeats` calls after
+    `warmup` calls, and 'first_seconds', the first call's (with torch.compile, mostly its
+    compile time). Each call is bracketed by device synchronisation."""
     synchronise = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for _ in range(warmup):
-        fn()
     times = []
-    for _ in range(repeats):
+    for _ in range(warmup + repeats):
         synchronise()
         started = time.perf_counter()
         fn()
         synchronise()
         times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    measured = times[warmup:]
+    return {"seconds": statistics.median(measured), "min_seconds": min(measured),
+            "max_seconds": max(measured), "first_seconds": times[0]}
+
+
+class FlopCount(TorchDispatchMode):
+    """Counts floating-point operations with torch.utils.flop_counter's formulas (matmuls and
+    convolutions, forward and backward, 2 per multiply-add). FlopCounterMode itself tracks
+    modules with backward hooks, which autograd.grad (R1, the gradient penalty) refuses."""
+
+    def __init__(self):
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            self.total += formula(*args, **kwargs, out_val=out)
+        return out
+
+
+def counted_flops(fn):
+    """The floating-point operations of one fn() call."""
+    with FlopCount() as counter:
+        fn()
+    return counter.total
+
+
+def matmul_peak(device, dtype, size=None, repeats=5):
+    """The best FLOP/s of a square matmul in `dtype` on `device`: a measured peak."""
+    size = size or (8192 if device.type == "cuda" else 2048)
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    best = timed(lambda: a @ b, device, warmup=2, repeats=repeats)["min_seconds"]
+    return 2 * size**3 / best
 
 
 class RandomBatches:
@@ -58,22 +105,45 @@ class RandomBatches:
         return self.batch
 
 
-def bench_config(cfg, accelerator, steps, sample_batches, warmup, repeats):
-    """Rows for one config: its training step, then sampling at each step count and batch."""
+def lazy_cycle(cfg, d_steps_per_step):
+    """Training steps after which the lazy R1 pattern repeats (1 without R1)."""
+    if cfg["method"] != "ddgan" or not cfg["divergence"]["r1_gamma"]:
+        return 1
+    return math.lcm(cfg["divergence"]["r1_every"], d_steps_per_step) // d_steps_per_step
+
+
+def measured_row(fn, per_call, device, warmup, repeats, peak, **row):
+    """A row: fn's timing and FLOPs, each divided by `per_call` (the steps one fn() holds)."""
+    timing = {k: v / per_call for k, v in timed(fn, device, warmup, repeats).items()}
+    flops = counted_flops(fn) / per_call
+    achieved = flops / timing["seconds"]
+    return {**row, **timing, "img_per_s": row["batch"] / timing["seconds"], "gflop": flops / 1e9,
+            "tflop_per_s": achieved / 1e12, "peak_tflop_per_s": peak / 1e12,
+            "utilisation": achieved / peak}
+
+
+def bench_config(cfg, accelerator, steps, sample_batches, warmup, repeats, peaks):
+    """Rows for one config: its training step, then sampling at each step count and batch.
+    peaks: {'train': FLOP/s at the training dtype, 'sample': at the sampling dtype}."""
     method_cls = method_class(cfg)
     shape = image_shape(cfg)
     device = accelerator.device
     method = method_cls(cfg, shape, accelerator)
     batch = cfg["train"]["batch_size"]
     batches, step = RandomBatches(batch, shape, device), count()
-    seconds = median_seconds(lambda: method.train_step(batches, next(step)), device, warmup, repeats)
-    images = batch * method.batches_per_step
+    cycle = lazy_cycle(cfg, method.batches_per_step)
+
+    def train_cycle():
+        for _ in range(cycle):
+            method.train_step(batches, next(step))
+
     name = cfg["method"] if cfg["method"] != "ddgan" else f"ddgan {cfg['divergence']['name']}"
     network = method.ema.module.eval()  # the sampled network: G, or the denoiser
     params = sum(p.numel() for p in network.parameters())
+    common = {"method": name, "params_m": params / 1e6}
+    rows = [measured_row(train_cycle, cycle, device, warmup, repeats, peaks["train"], **common,
+                         what="train", batch=batch * method.batches_per_step, steps=None, nfe=None)]
     network = compiled(network, method.speed)  # the EMA is channels_last already
-    rows = [{"method": name, "what": "train", "batch": batch, "steps": None, "nfe": None,
-             "seconds": seconds, "img_per_s": images / seconds, "params_m": params / 1e6}]
 
     sampler = {"ddgan": None, "ddpm": "ddim", "edm": "heun"}[cfg["method"]]
     for k in steps:
@@ -82,16 +152,14 @@ def bench_config(cfg, accelerator, steps, sample_batches, warmup, repeats):
             run_cfg = {**cfg, "diffusion": {**cfg["diffusion"], "num_steps": k}}
         for sample_batch in sample_batches:
             rng = torch.Generator(device).manual_seed(0)
-            draw = lambda: method_cls.sample_with(  # noqa: E731
-                network, run_cfg, shape, sample_batch, rng,
-                steps=None if cfg["method"] == "ddgan" else k, sampler=sampler)
-            with torch.no_grad():
-                seconds = median_seconds(draw, device, warmup, repeats)
-            rows.append({"method": name, "what": f"sample ({sampler or 'ddgan'})",
-                         "batch": sample_batch, "steps": k,
-                         "nfe": nfe(cfg["method"], k, sampler or "ddgan"),
-                         "seconds": seconds, "img_per_s": sample_batch / seconds,
-                         "params_m": params / 1e6})
+
+            @torch.no_grad()
+            def draw():
+                method_cls.sample_with(network, run_cfg, shape, sample_batch, rng,
+                                       steps=None if cfg["method"] == "ddgan" else k, sampler=sampler)
+            rows.append(measured_row(draw, 1, device, warmup, repeats, peaks["sample"], **common,
+                                     what=f"sample ({sampler or 'ddgan'})", batch=sample_batch,
+                                     steps=k, nfe=nfe(cfg["method"], k, sampler or "ddgan")))
     return rows
 
 
@@ -103,22 +171,29 @@ def environment(accelerator, speed):
 
 
 def markdown(rows):
-    lines = ["| method | what | batch | steps | NFE | ms / call | img/s |", "|---|---|---|---|---|---|---|"]
+    lines = ["| method | what | batch | steps | NFE | ms / call (min–max) | img/s | GFLOP / call "
+             "| TFLOP/s | peak TFLOP/s | utilisation |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['method']} | {r['what']} | {r['batch']} | {r['steps'] or '—'} | "
-                     f"{r['nfe'] or '—'} | {1000 * r['seconds']:.1f} | {r['img_per_s']:.1f} |")
+                     f"{r['nfe'] or '—'} | {1000 * r['seconds']:.1f} ({1000 * r['min_seconds']:.1f}–"
+                     f"{1000 * r['max_seconds']:.1f}) | {r['img_per_s']:.1f} | {r['gflop']:.1f} | "
+                     f"{r['tflop_per_s']:.3f} | {r['peak_tflop_per_s']:.3f} | {100 * r['utilisation']:.0f}% |")
     return "\n".join(lines)
 
 
 def run_bench(config_paths, overrides=(), steps=(1, 2, 4), sample_batches=(100,), warmup=2,
-              repeats=5, mixed_precision="no", cpu=False, out=None, plain=False):
+              repeats=5, mixed_precision=None, cpu=False, out=None, plain=False):
     """Benchmark each config; returns {'environment', 'rows'} (and writes it to `out` as JSON).
 
     The fast mode (ddgan/speed.py) is on where the configs leave it on; plain turns it off.
     """
     overrides = list(overrides) + (PLAIN_OVERRIDES if plain else [])
     configs = [load_config(path, overrides) for path in config_paths]
-    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=cpu)
+    requested = {cfg["train"]["mixed_precision"] for cfg in configs} if mixed_precision is None else {mixed_precision}
+    if len(requested) > 1:
+        raise ValueError("these configs set different train.mixed_precision; pass --mixed-precision")
+    device = "cpu" if cpu else launch_device()
+    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(requested.pop(), device), cpu=cpu)
     speeds = [resolve(cfg["speed"], accelerator.device) for cfg in configs]
     if any(speed != speeds[0] for speed in speeds):
         raise ValueError("these configs set different speed switches; benchmark them "
@@ -126,12 +201,17 @@ def run_bench(config_paths, overrides=(), steps=(1, 2, 4), sample_batches=(100,)
     speed = speeds[0]
     set_backend_flags(speed)
     torch.manual_seed(0)
+    device = accelerator.device
+    train_dtype = torch.bfloat16 if accelerator.mixed_precision == "bf16" else torch.float32
+    peaks = {"train": matmul_peak(device, train_dtype), "sample": matmul_peak(device, torch.float32)}
     rows = []
     for path, cfg in zip(config_paths, configs):
-        for row in bench_config(cfg, accelerator, steps, sample_batches, warmup, repeats):
+        for row in bench_config(cfg, accelerator, steps, sample_batches, warmup, repeats, peaks):
             rows.append({"config": str(path), **row})
-    result = {"environment": environment(accelerator, speed), "warmup": warmup, "repeats": repeats,
-              "overrides": list(overrides), "rows": rows}
+    result = {"environment": {**environment(accelerator, speed),
+                              "peak_tflop_per_s": {k: v / 1e12 for k, v in peaks.items()},
+                              "train_dtype": str(train_dtype).removeprefix("torch.")},
+              "warmup": warmup, "repeats": repeats, "overrides": list(overrides), "rows": rows}
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(result, indent=2) + "\n")

@@ -1,31 +1,35 @@
-"""Checkpoints: one file each, written atomically (a temporary file, then a rename)."""
-import os
+"""Checkpoints: one file each, written atomically (ddgan.files), and read back with a clear
+error when a file is not an intact checkpoint."""
+import pickle
 import random
-import shutil
+import re
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .config import saved_config
+from .files import atomic_copy, atomic_write
+
+KEPT = re.compile(r"step_(\d+)\.pt")
 
 
-def atomic_save(obj, path):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())  # the bytes are on disk before the rename makes them the checkpoint
-    os.replace(tmp, path)  # a reader sees the old file or the new one, never half of one
+class CheckpointError(ValueError):
+    """A file that should be a checkpoint cannot be read as one."""
 
 
-def atomic_copy(src, dst):
-    dst = Path(dst)
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+def kept_name(step):
+    return f"step_{step:07d}.pt"
+
+
+def save_run_checkpoint(state, last, keep=None):
+    """Write `state` as `last` and, if `keep` is given, as that kept snapshot too. The snapshot
+    is written first and last.pt copied from it, so a process killed in between leaves the
+    snapshot and the previous last.pt, from which a resumed run writes the same snapshot
+    again; no kept step can go missing."""
+    atomic_write(keep or last, lambda f: torch.save(state, f))
+    if keep is not None:
+        atomic_copy(keep, last)
 
 
 def load(path, map_location="cpu"):
@@ -33,9 +37,34 @@ def load(path, map_location="cpu"):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    state = torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError) as err:
+        # Truncated: RuntimeError (no zip directory) or OSError; junk: UnpicklingError; empty: EOFError.
+        raise CheckpointError(f"{path} is not an intact checkpoint: it is truncated or damaged "
+                              f"({type(err).__name__}: {str(err).splitlines()[0][:120]})") from None
+    if not (isinstance(state, dict) and {"config", "method", "step"} <= set(state)):
+        raise CheckpointError(f"{path} is a torch file but not a ddgan training checkpoint "
+                              f"(RUN/checkpoints/last.pt or step_N.pt)")
     state["config"] = saved_config(state["config"])
     return state
+
+
+def kept_checkpoints(folder):
+    """The kept snapshots step_N.pt in `folder`, newest first."""
+    found = [(int(m.group(1)), path) for path in Path(folder).glob("step_*.pt")
+             if (m := KEPT.fullmatch(path.name))]
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def newest_intact(folder):
+    """(path, state) of the newest kept snapshot in `folder` that loads, or (None, None)."""
+    for path in kept_checkpoints(folder):
+        try:
+            return path, load(path)
+        except CheckpointError:
+            continue
+    return None, None
 
 
 def rng_state():

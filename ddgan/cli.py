@@ -1,7 +1,10 @@
 """The `ddgan` command: train, sample, toy, featnet, eval, plot, bench."""
 import argparse
 import json
+import os
+import shlex
 import sys
+from pathlib import Path
 
 from divergences import DIVERGENCES
 
@@ -9,21 +12,50 @@ PLAIN_HELP = ("turn the fast mode off (TF32, cuDNN autotuning, channels_last, fu
               "torch.compile; on by default with a GPU, see docs/PERFORMANCE.md)")
 
 
+def at_least(minimum):
+    """An argparse type: an integer >= minimum."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+    return parse
+
+
 def cmd_train(args):
     from .config import load_config
+    from .interrupt import EXIT_CODES, TrainingInterrupted
     from .speed import PLAIN_OVERRIDES
     from .train import train
 
     cfg = load_config(args.config, args.overrides + (PLAIN_OVERRIDES if args.plain else []))
-    run_dir = train(cfg, resume=args.resume, stop_at=args.stop_at)
+    try:
+        run_dir = train(cfg, resume=args.resume, stop_at=args.stop_at, resume_from=args.resume_from)
+    except TrainingInterrupted as stopped:
+        again = shlex.join(["ddgan", "train", "--config", args.config, *args.overrides,
+                            *(["--plain"] if args.plain else []), "--resume"])
+        processes = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun / accelerate launch
+        launcher = f" (launched as before, with {processes} processes)" if processes > 1 else ""
+        if os.environ.get("RANK", "0") == "0":
+            print(f"ddgan train: {stopped}; continue with{launcher}: {again}", file=sys.stderr)
+        sys.exit(EXIT_CODES[stopped.signum])
     print(f"run directory: {run_dir}")
 
 
 def cmd_sample(args):
+    from PIL import Image
     from torchvision.utils import save_image
 
+    from .files import check_writable
     from .generate import generate
 
+    out = Path(args.out)
+    if out.suffix.lower() not in Image.registered_extensions():
+        raise ValueError(f"--out {out}: give an image file name, e.g. grid.png (.png, .jpg, ...)")
+    check_writable(out.parent, "--out")
     images = generate(args.ckpt, args.num, seed=args.seed, batch_size=args.batch_size,
                       device=args.device, steps=args.steps, sampler=args.sampler)
     save_image(images, args.out, nrow=args.nrow or max(1, round(args.num ** 0.5)),
@@ -35,7 +67,8 @@ def cmd_toy(args):
     from .toy import run_toy
 
     metrics = run_toy(args.data, args.divergence, args.steps, out=args.out, iters=args.iters,
-                      seed=args.seed, method=args.method, sampler=args.sampler)
+                      seed=args.seed, method=args.method, sampler=args.sampler,
+                      overwrite=args.overwrite)
     print(json.dumps({k: v for k, v in metrics.items() if k != "hyperparameters"}))
 
 
@@ -53,8 +86,9 @@ def cmd_featnet(args):
 
 
 def cmd_eval(args):
-    from .evaluate import evaluate_runs, write_results
+    from .evaluate import check_results_target, evaluate_runs, write_results
 
+    check_results_target(args.out)
     rows = evaluate_runs(args.runs, args.extractor, steps=args.steps,
                          samplers=args.samplers.split(",") if args.samplers else None,
                          num_samples=args.num_samples, metrics=args.metrics.split(","),
@@ -106,8 +140,12 @@ def build_parser():
                    help="override a config value (parsed as YAML)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in train.out_dir from checkpoints/last.pt")
-    p.add_argument("--stop-at", type=int, default=None, metavar="STEP",
-                   help="save a checkpoint and exit after STEP steps (for time-limited jobs)")
+    p.add_argument("--resume-from", default=None, metavar="FILE",
+                   help="continue the run in train.out_dir from this checkpoint file instead "
+                   "(e.g. its checkpoints/step_N.pt when last.pt is damaged)")
+    p.add_argument("--stop-at", type=at_least(1), default=None, metavar="STEP",
+                   help="save a checkpoint and exit after STEP steps (for time-limited jobs); "
+                   "SIGINT (Ctrl-C) and SIGTERM also save and exit, after the current step")
     p.add_argument("--plain", action="store_true", help=PLAIN_HELP + "; same as speed.*=false")
     p.set_defaults(func=cmd_train)
 
@@ -115,13 +153,13 @@ def build_parser():
                        description="Write a grid of samples from a run's EMA network "
                        "(DDGAN generator, DDPM or EDM denoiser).")
     p.add_argument("--ckpt", required=True, help="e.g. RUN/checkpoints/last.pt")
-    p.add_argument("--num", type=int, default=64, help="number of images (default 64)")
+    p.add_argument("--num", type=at_least(1), default=64, help="number of images (default 64)")
     p.add_argument("--out", required=True, help="PNG file for the grid")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--nrow", type=int, default=None, help="images per row (default sqrt(num))")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--nrow", type=at_least(1), default=None, help="images per row (default sqrt(num))")
+    p.add_argument("--batch-size", type=at_least(1), default=256)
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
-    p.add_argument("--steps", type=int, default=None,
+    p.add_argument("--steps", type=at_least(1), default=None,
                    help="DDPM: network calls K (default T); EDM: noise levels N (NFE 2N-1); "
                    "DDGAN: its trained T only")
     p.add_argument("--sampler", default=None,
@@ -135,12 +173,13 @@ def build_parser():
     p.add_argument("--data", default="25gaussians", choices=["25gaussians", "8gaussians"])
     p.add_argument("--method", default="ddgan", choices=["ddgan", "ddpm", "edm"])
     p.add_argument("--divergence", default="js", choices=list(DIVERGENCES), help="DDGAN only")
-    p.add_argument("--steps", type=int, default=4,
+    p.add_argument("--steps", type=at_least(1), default=4,
                    help="DDGAN: T; DDPM: network calls K (trained at T = 1000); EDM: noise levels N")
     p.add_argument("--sampler", default=None,
                    help="DDPM: ancestral (default) | ddim; EDM: heun (default) | euler")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--iters", type=int, default=None,
+    p.add_argument("--overwrite", action="store_true", help="replace a result already in --out")
+    p.add_argument("--iters", type=at_least(1), default=None,
                    help="training steps (default: DDGAN 16000 discriminator steps, G takes "
                         "iters / n_critic; DDPM and EDM 4000)")
     p.add_argument("--seed", type=int, default=0)
@@ -154,7 +193,7 @@ def build_parser():
                    help="data folder (else $DDGAN_DATA, else download); imagefolder: its train/ "
                    "folder, with test/ beside it")
     p.add_argument("--out", required=True, help="file to write, e.g. featnets/fmnist.pt")
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--epochs", type=at_least(1), default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     p.set_defaults(func=cmd_featnet)
@@ -164,19 +203,19 @@ def build_parser():
                        "DDPM at each K and sampler, EDM at each N (NFE 2N-1). Writes OUT (JSON), "
                        "appends to OUT's .csv twin and saves sample grids in OUT_grids/.")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR")
-    p.add_argument("--steps", type=int, nargs="+", default=None,
+    p.add_argument("--steps", type=at_least(1), nargs="+", default=None,
                    help="DDPM: K values; EDM: N values; DDGAN: must include its T (default: "
                    "the config's T, N; all T for DDPM)")
     p.add_argument("--samplers", default=None,
                    help="comma list; DDPM: ancestral,ddim (default both); EDM: heun (default),euler")
-    p.add_argument("--num-samples", type=int, default=10_000)
+    p.add_argument("--num-samples", type=at_least(1), default=10_000)
     p.add_argument("--metrics", default="fid,kid,pr", help="comma list of fid, kid, pr")
     p.add_argument("--extractor", required=True, metavar="inception|featnet:PATH")
     p.add_argument("--inception-weights", default=None, metavar="PATH",
                    help="else $DDGAN_INCEPTION_WEIGHTS, else torch-fidelity's download")
     p.add_argument("--out", required=True, help="e.g. results/fmnist.json")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=at_least(1), default=256)
     p.add_argument("--device", default=None)
     p.add_argument("--checkpoint", default="last.pt", help="file in RUN/checkpoints/")
     p.add_argument("--data-root", default=None, help="where the reference (training) set is, "
@@ -203,7 +242,9 @@ def build_parser():
     p.add_argument("--sample-batch", type=int, nargs="+", default=[100])
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=10)
-    p.add_argument("--mixed-precision", default="no", choices=["no", "bf16"])
+    p.add_argument("--mixed-precision", default=None, choices=["auto", "no", "bf16"],
+                   help="default: the configs' train.mixed_precision (auto: bf16 where native); "
+                   "--plain makes it no")
     p.add_argument("--cpu", action="store_true", help="benchmark on the CPU even if a GPU is present")
     p.add_argument("--out", default=None, help="JSON file for the results")
     p.add_argument("--plain", action="store_true", help=PLAIN_HELP)
@@ -213,13 +254,13 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from .config import ConfigError
-    from .data import DataNotFoundError
-    from .train import NonFiniteLossError
+    from .train import USER_ERRORS, NonFiniteLossError, RunNotStarted
 
     try:
         args.func(args)
-    except (ConfigError, DataNotFoundError, NonFiniteLossError, FileExistsError,
-            FileNotFoundError, ValueError) as err:
+    except (*USER_ERRORS, NonFiniteLossError, RunNotStarted) as err:
         print(f"ddgan {args.command}: error: {err}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt:  # a training's first Ctrl-C saves (ddgan.interrupt); this is the second
+        print(f"\nddgan {args.command}: interrupted (Ctrl-C)", file=sys.stderr)
+        sys.exit(130)

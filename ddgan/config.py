@@ -7,6 +7,8 @@ import copy
 
 import yaml
 
+from .files import atomic_write
+
 DEFAULTS = {
     "method": "ddgan",           # ddgan | ddpm | edm
     "data": {
@@ -72,6 +74,7 @@ DEFAULTS = {
         "downsample": "fir",       # avgpool: 2x2 mean after conv2 | fir: [1, 3, 3, 1] blur before conv2
         "head_activation": False,  # leaky ReLU on the last block's output before minibatch std
         "near_zero_init": True,    # conv2 of every block and conv_out start near zero
+        "floor_odd_sizes": False,  # true: halve 7 to 3 as runs saved before this key did
     },
     "divergence": {
         "name": "js",            # js | hellinger | rkl | tv | wgan-gp
@@ -96,7 +99,7 @@ DEFAULTS = {
         "max_steps": 10000,      # generator steps
         "seed": 0,
         "out_dir": "runs/default",
-        "mixed_precision": "no",  # no | bf16 (accelerate autocast)
+        "mixed_precision": "auto",  # auto (bf16 where native: ddgan/speed.py) | no | bf16 (autocast)
         "log_every": 50,
         "sample_every": 1000,
         "ckpt_every": 1000,      # rewrite checkpoints/last.pt
@@ -117,7 +120,7 @@ DEFAULTS = {
         "extractor": None,       # featnet:PATH (offline, `ddgan featnet`) or inception
         "batch_size": 256,
         "steps": None,           # DDPM's K / EDM's N for these samples and the sample grids
-                                 # (null: DDPM min(20, T), EDM edm.num_steps); a DDGAN ignores it:
+                                 # (null: DDPM min(20, T), EDM min(10, edm.num_steps)); a DDGAN ignores it:
                                  # it always samples with its trained T
     },
 }
@@ -160,6 +163,10 @@ def _check_type(where, default, value):
         value = list(value) if ok else value
     else:
         ok = isinstance(value, type(default))
+    if not ok and isinstance(default, str) and isinstance(value, bool):
+        raise ConfigError(f"config key '{where}' expects a string, got {value!r}: YAML reads an "
+                          f"unquoted no, yes, off or on as a boolean; quote it, e.g. "
+                          f"{where}='\"no\"' on the command line or {where.split('.')[-1]}: \"no\" in a file")
     if not ok:
         raise ConfigError(f"config key '{where}' expects {type(default).__name__}, "
                           f"got {value!r}")
@@ -181,7 +188,11 @@ def parse_override(text):
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like section.key=value")
     dotted, raw = text.split("=", 1)
-    value = yaml.safe_load(raw) if raw.strip() else None
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML "
+                          f"({_yaml_problem(err)}); quote it or fix its brackets") from None
     nested = value
     for key in reversed(dotted.strip().split(".")):
         nested = {key: nested}
@@ -192,8 +203,7 @@ def load_config(path=None, overrides=()):
     """DEFAULTS, updated by the YAML file at `path`, then by 'key=value' overrides."""
     cfg = copy.deepcopy(DEFAULTS)
     if path is not None:
-        with open(path) as f:
-            _merge(cfg, yaml.safe_load(f) or {})
+        _merge(cfg, read_yaml_mapping(path))
     for text in overrides:
         _merge(cfg, parse_override(text))
     return cfg
@@ -208,6 +218,7 @@ LEGACY_VALUES = {
     ("discriminator", "downsample"): "avgpool",
     ("discriminator", "head_activation"): True,
     ("discriminator", "near_zero_init"): False,
+    ("discriminator", "floor_odd_sizes"): True,  # and halved 7 to 3 at 28x28
 }
 
 
@@ -224,8 +235,7 @@ def saved_config(saved):
 
 
 def load_saved_config(path):
-    with open(path) as f:
-        return saved_config(yaml.safe_load(f))
+    return saved_config(read_yaml_mapping(path))
 
 
 def config_differences(a, b, path=()):
@@ -240,6 +250,30 @@ def config_differences(a, b, path=()):
     return diffs
 
 
+def _yaml_problem(err):
+    mark = getattr(err, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    return where + (getattr(err, "problem", None) or str(err).splitlines()[0])
+
+
+def read_yaml_mapping(path):
+    """A config file's mapping of sections ({} for an empty file), or a ConfigError naming it."""
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder; give a YAML file") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML ({_yaml_problem(err)})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections (method:, data:, train:, "
+                          f"...), not a {type(data).__name__}")
+    return data
+
+
 def dump_config(cfg, path):
-    with open(path, "w") as f:
-        yaml.safe_dump(cfg, f, sort_keys=False)
+    atomic_write(path, lambda f: f.write(yaml.safe_dump(cfg, sort_keys=False).encode()))

@@ -23,6 +23,10 @@ class DataNotFoundError(FileNotFoundError):
     pass
 
 
+class DataError(ValueError):
+    """The data is there but damaged, or not what the run expects."""
+
+
 def _configured_root(root):
     """(path, where it came from) or (None, None) when nothing is configured."""
     if root:
@@ -42,19 +46,38 @@ FMNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
                 "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
 
+def _damaged(path, what):
+    return DataError(f"{path} {what}: the file is damaged or cut short; replace it with an "
+                     f"intact copy (torchvision's FashionMNIST download writes one)")
+
+
+def _parse_idx(path, data):
+    """The values of an idx file of uint8 (magic 0 0 8 ndim, then ndim big-endian sizes)."""
+    ndim = data[3] if len(data) >= 4 else 0
+    header = 4 + 4 * ndim
+    if data[:3] != b"\x00\x00\x08" or ndim not in (1, 3) or len(data) < header:
+        raise _damaged(path, "is not an idx file of uint8 images or labels")
+    shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    if len(data) - header != np.prod(shape):
+        raise _damaged(path, f"holds {len(data) - header:,} values where its header announces "
+                             f"{' x '.join(map(str, shape))}")
+    values = np.frombuffer(data, dtype=np.uint8, offset=header)
+    if ndim == 3:
+        shape.insert(1, 1)  # a grey channel
+    return torch.from_numpy(values.reshape(shape).copy())
+
+
 def _read_idx(raw_dir, stem):
     """An idx file (images [N, 1, H, W] or labels [N]) as a uint8 tensor, or None if absent."""
     for name, opener in ((stem + ".gz", gzip.open), (stem, open)):
         path = raw_dir / name
         if path.exists():
-            with opener(path, "rb") as f:
-                data = f.read()
-            ndim = data[3]
-            shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
-            values = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-            if ndim == 3:
-                shape.insert(1, 1)  # a grey channel
-            return torch.from_numpy(values.reshape(shape).copy())
+            try:
+                with opener(path, "rb") as f:
+                    data = f.read()
+            except (OSError, EOFError) as err:  # not gzip: BadGzipFile (an OSError); cut: EOFError
+                raise _damaged(path, f"cannot be read ({err})") from None
+            return _parse_idx(path, data)
     return None
 
 
@@ -64,13 +87,17 @@ def _read_fmnist(raw_dir, split):
     if images is None:
         return None
     labels = _read_idx(raw_dir, labels_stem)
+    if labels is not None and len(labels) != len(images):
+        raise DataError(f"{raw_dir}: {labels_stem} has {len(labels):,} labels for the "
+                        f"{len(images):,} images of {images_stem}; replace them with a matching pair")
     return images, None if labels is None else labels.long()
 
 
 def load_fmnist(root, split="train"):
     """(images uint8 [N, 1, 28, 28], labels [N] or None if the label file is absent)."""
     configured, source = _configured_root(root)
-    expected = f"{{root}}/FashionMNIST/raw/{FMNIST_FILES[split][0]}.gz (torchvision's layout)"
+    expected = (f"{(configured or DOWNLOAD_ROOT) / 'FashionMNIST' / 'raw' / FMNIST_FILES[split][0]}.gz "
+                f"(torchvision's layout)")
     if configured is not None:
         found = _read_fmnist(configured / "FashionMNIST" / "raw", split)
         if found is None:
@@ -86,7 +113,7 @@ def load_cifar10(root, split="train"):
     from torchvision.datasets import CIFAR10
 
     configured, source = _configured_root(root)
-    expected = "{root}/cifar-10-batches-py/ with " + ", ".join(CIFAR10_FILES)
+    expected = f"{(configured or DOWNLOAD_ROOT) / 'cifar-10-batches-py'}/ with " + ", ".join(CIFAR10_FILES)
 
     def read(folder):
         dataset = CIFAR10(str(folder), train=split == "train", download=False)
@@ -125,18 +152,70 @@ def _imagefolder_path(root):
     return path
 
 
+class _ImageFiles(torch.utils.data.Dataset):
+    """An image folder's files as (uint8 tensor, label, path, None), or (None, label, path,
+    what is wrong) for a file that is not a readable image: an exception raised in a loader
+    worker would reach the user as the worker's traceback."""
+
+    def __init__(self, samples, transform):
+        self.samples, self.transform = samples, transform
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, index):
+        from PIL import Image
+
+        path, label = self.samples[index]
+        try:
+            with Image.open(path) as image:
+                return self.transform(image.convert("RGB")), label, path, None
+        except (OSError, ValueError) as err:  # PIL's UnidentifiedImageError is an OSError
+            return None, label, path, str(err)
+
+
+def _size_problem(file, shape, first_file, first_shape):
+    return (f"{file} is {shape[2]}x{shape[1]} but {first_file} is {first_shape[2]}x"
+            f"{first_shape[1]}: the images must share one size; set data.image_size=N to "
+            f"resize and centre-crop every image to NxN")
+
+
+def _collate(items):
+    """(images [B, C, H, W], labels, the batch's first file, None), one tensor sent back from
+    the loader worker; or (None, None, file, what is wrong) for the batch's first unreadable
+    image or image of another size."""
+    first, first_file = items[0][0], items[0][2]
+    for image, _, file, error in items:
+        if error is not None:
+            return None, None, file, f"{file} is not a readable image ({error}); remove or replace it"
+        if image.shape != first.shape:
+            return None, None, file, _size_problem(file, image.shape, first_file, first.shape)
+    return (torch.stack([image for image, *_ in items]), torch.tensor([item[1] for item in items]),
+            first_file, None)
+
+
 def load_imagefolder(root, image_size=None):
     """(every image under root/<class>/* as RGB uint8, optionally resized; class indices)."""
     from torchvision import datasets, transforms
 
     path = _imagefolder_path(root)
+    try:
+        samples = datasets.ImageFolder(str(path)).samples
+    except FileNotFoundError as err:  # torchvision: no class folder, or no image in them
+        raise DataNotFoundError(f"no images found under {path} ({err}); an imagefolder is "
+                                f"root/<class>/<image>.jpg|png") from None
     steps = [transforms.Resize(image_size), transforms.CenterCrop(image_size)] if image_size else []
-    dataset = datasets.ImageFolder(str(path), transform=transforms.Compose(
-        steps + [transforms.PILToTensor()]))
-    loader = torch.utils.data.DataLoader(dataset, batch_size=500, num_workers=min(4, os.cpu_count()))
-    batches = list(tqdm(loader, desc=f"loading {path}", unit="batch"))
-    if not batches:
-        raise DataNotFoundError(f"no images found under {path}")
+    dataset = _ImageFiles(samples, transforms.Compose(steps + [transforms.PILToTensor()]))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=500, num_workers=min(4, os.cpu_count()),
+                                         collate_fn=_collate)
+    batches, first_file = [], None
+    for images, labels, file, problem in tqdm(loader, desc=f"loading {path}", unit="batch"):
+        if problem is not None:
+            raise DataError(problem)
+        if batches and images.shape[1:] != batches[0][0].shape[1:]:
+            raise DataError(_size_problem(file, images.shape[1:], first_file, batches[0][0].shape[1:]))
+        first_file = first_file or file
+        batches.append((images, labels))
     return torch.cat([images for images, _ in batches]), torch.cat([labels for _, labels in batches])
 
 

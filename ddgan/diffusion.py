@@ -10,7 +10,7 @@ def _check_num_steps(num_steps):
     # bool is an int subclass; True steps would be a silent mistake.
     if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
         raise ValueError(
-            f"num_steps must be an integer >= 1 (DDGAN uses 1..10), got {num_steps!r}"
+            f"num_steps (T) must be an integer >= 1, got {num_steps!r}"
         )
 
 

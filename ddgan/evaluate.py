@@ -9,6 +9,7 @@ evaluation during training (train.py), which appends to the run's eval.csv.
 """
 import csv
 import hashlib
+import io
 import json
 import os
 import time
@@ -19,8 +20,10 @@ from torchvision.utils import save_image
 
 from . import checkpoint
 from .data import data_label, load_images
+from .device import resolve_device
+from .files import append_text, atomic_write, check_writable
 from .generate import ema_network, sample_images
-from .metrics import check_metrics, compute_metrics, quantise, resolve_extractor
+from .metrics import check_metrics, check_sample_count, compute_metrics, quantise, resolve_extractor
 from .samplers import nfe
 from .speed import sampling_network
 
@@ -83,8 +86,11 @@ def evaluate_runs(run_dirs, extractor_spec, steps=None, samplers=None, num_sampl
 
     plain: sample without the fast mode (ddgan/speed.py), which is the default on a GPU.
     """
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     check_metrics(metrics)
+    check_sample_count(metrics, num_samples)
+    if grid_dir is not None:
+        check_writable(grid_dir, "the grids' folder beside --out")
     known = {name for names in SAMPLERS.values() for name in names}
     if samplers and set(samplers) - known:
         raise ValueError(f"unknown sampler(s) {sorted(set(samplers) - known)}; valid: "
@@ -149,24 +155,58 @@ def evaluate_runs(run_dirs, extractor_spec, steps=None, samplers=None, num_sampl
     return rows
 
 
+def read_csv_rows(path):
+    """(header, [(line number, row dict)]) of a CSV written by append_csv, refusing a row whose
+    cell count is not the header's (a damaged row, e.g. from an interrupted write)."""
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, [])
+        rows = []
+        for cells in reader:
+            if not cells:
+                continue
+            if len(cells) != len(header):
+                raise ValueError(f"{path} line {reader.line_num}: {len(cells)} cells where the header "
+                                 f"has {len(header)} (a damaged row, e.g. from an interrupted "
+                                 f"write); delete or repair that line")
+            rows.append((reader.line_num, dict(zip(header, cells))))
+    return header, rows
+
+
+def _csv_text(columns, rows, header):
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+    if header:
+        writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row.get(k) is None else row[k] for k in columns})
+    return buffer.getvalue()
+
+
 def append_csv(path, columns, rows):
-    """Append rows (dicts) to a CSV, writing the header when the file is new."""
+    """Append rows (dicts) to a CSV with one write (ddgan.files.append_text), writing the
+    header when the file is new. Only the header is read: a damaged row is the readers' to
+    refuse, not a reason to lose the rows being appended."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            old_columns, old_rows = reader.fieldnames or [], list(reader)
-        if old_columns != columns:  # written by an older version: rewrite it under the new header
-            path.unlink()
-            append_csv(path, columns, old_rows)
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        if new:
-            writer.writeheader()
-        for row in rows:
-            writer.writerow({k: "" if row.get(k) is None else row[k] for k in columns})
+    if not path.exists() or not path.stat().st_size:
+        return append_text(path, _csv_text(columns, rows, header=True))
+    with open(path, newline="") as f:
+        old_columns = next(csv.reader(f), [])
+    if old_columns != columns:  # written by an older version: rewrite it under the new header
+        text = _csv_text(columns, [row for _, row in read_csv_rows(path)[1]], header=True)
+        atomic_write(path, lambda f: f.write(text.encode()))
+    append_text(path, _csv_text(columns, rows, header=False))
+
+
+def check_results_target(out_json):
+    """Before an evaluation: its JSON's folder is writable, and the CSV it appends to is intact."""
+    out_json = Path(out_json)
+    if out_json.suffix != ".json":
+        raise ValueError(f"--out {out_json}: give a .json file (the rows are also appended to "
+                         f"the .csv beside it)")
+    check_writable(out_json.parent, "--out")
+    if out_json.with_suffix(".csv").is_file():
+        read_csv_rows(out_json.with_suffix(".csv"))
 
 
 def write_results(rows, out_json):
@@ -176,7 +216,8 @@ def write_results(rows, out_json):
     for row in rows:  # grids are named relative to the results' folder, so it can move
         if row["grid"]:
             row["grid"] = os.path.relpath(row["grid"], out_json.parent)
-    out_json.write_text(json.dumps(rows, indent=2) + "\n")
+    text = json.dumps(rows, indent=2) + "\n"
+    atomic_write(out_json, lambda f: f.write(text.encode()))
     csv_path = out_json.with_suffix(".csv")
     append_csv(csv_path, RESULT_COLUMNS, rows)
     return csv_path
@@ -203,4 +244,4 @@ def periodic_fd(network, method, cfg, image_shape, reference, extractor, num_sam
                                steps=method.preview_steps(cfg), progress="periodic evaluation")
         return compute_metrics(quantise(images), reference, extractor, ("fid",),
                                reference_name=reference_cache_name, batch_size=batch_size,
-                               seed=seed, cuda=device.type == "cuda")["fd"]
+                               seed=seed, cuda=device.type == "cuda", progress=True)["fd"]

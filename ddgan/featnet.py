@@ -8,6 +8,7 @@ it records that hash, so numbers from different classifiers are never mixed.
 """
 import hashlib
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +16,8 @@ from torch import nn
 from tqdm import tqdm
 
 from .data import data_label, load_dataset
+from .device import resolve_device
+from .files import atomic_write, check_writable
 
 FEATURE_DIM = 256
 
@@ -79,7 +82,9 @@ def train_featnet(cfg_data, out, epochs=3, batch_size=128, lr=2e-3, width=32, se
     data order and augmentation (random horizontal flips), Adam with a one-cycle schedule.
     On a GPU, cuDNN's backward passes may differ between runs: the hash says which was used.
     """
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
+    out = Path(out)
+    check_writable(out.parent, "--out")  # before an epoch of training, not after
     images, labels = load_dataset(cfg_data, "train")
     test_images, test_labels = load_dataset(cfg_data, "test")
     if labels is None or test_labels is None:
@@ -118,8 +123,8 @@ def train_featnet(cfg_data, out, epochs=3, batch_size=128, lr=2e-3, width=32, se
             "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
             "train_seconds": round(time.perf_counter() - started, 1),
             "device": str(device), "torch": str(torch.__version__), "hash": weights_hash(state_dict)}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"arch": network.arch, "state_dict": state_dict, "info": info}, out)
+    atomic_write(out, lambda f: torch.save({"arch": network.arch, "state_dict": state_dict,
+                                            "info": info}, f))
     return info
 
 

@@ -3,6 +3,7 @@ import torch
 from tqdm import tqdm
 
 from . import checkpoint
+from .device import resolve_device
 from .methods import METHODS
 from .methods.common import ema_weights
 
@@ -59,7 +60,7 @@ def generate(path, num, seed=0, batch_size=256, device=None, steps=None, sampler
     steps / sampler: DDPM's K and 'ancestral' | 'ddim'; EDM's N and 'heun' | 'euler';
     a DDGAN samples with its trained T.
     """
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     network, method, state = load_ema_network(path, device)
     rng = torch.Generator(device).manual_seed(seed)
     return sample_images(network, method, state["config"], state["image_shape"], num, rng,

@@ -207,3 +207,15 @@ def check_metrics(metrics):
     unknown = set(metrics) - {"fid", "kid", "pr"}
     if unknown or not metrics:
         raise ValueError(f"unknown metric(s) {sorted(unknown)}; valid: fid, kid, pr (comma-separated)")
+
+
+# The fewest samples each metric is defined for: a covariance (FID, KID's kernel average)
+# needs 2; precision and recall take each sample's 3rd nearest neighbour besides itself.
+MIN_SAMPLES = {"fid": 2, "kid": 2, "pr": 4}
+
+
+def check_sample_count(metrics, num_samples):
+    need = max(MIN_SAMPLES[name] for name in metrics)
+    if num_samples < need:
+        raise ValueError(f"--num-samples must be >= {need} for --metrics {','.join(metrics)}, "
+                         f"got {num_samples}")

@@ -1,8 +1,8 @@
 """Figures and a table from `ddgan eval` results: which divergence, and how many steps, per network call.
 
 Reads one or more results CSVs (one row per run, sampler and step count; a later row for
-the same (run, sampler, steps) replaces an earlier one) and each run's periodic
-`<run>/eval.csv`, and writes to `out_dir`:
+the same (run, sampler, steps) replaces an earlier one; a damaged row is an error naming its
+line) and each run's periodic `<run>/eval.csv`, and writes to `out_dir`:
   fd_vs_nfe.png               the metric against network calls, one line per method and divergence/sampler
   divergence_comparison.png   the metric against T per DDGAN divergence, DDPM/EDM as dashed references
   training_curves.png         the periodic metric against images seen and against training hours
@@ -10,13 +10,17 @@ the same (run, sampler, steps) replaces an earlier one) and each run's periodic
   results.md, results.json    the merged rows, as a Markdown table and as parsed numbers
 
 Numbers from different feature networks or data sets are refused rather than drawn on
-one axis.
+one axis. A curve is a method and its divergence or sampler; where two runs would put a
+point at the same place on one curve (say two seeds of one sweep), each run gets its own
+curve, labelled with its sweep's folder (DDGAN, whose sweep over T is a set of runs) or
+with the run itself.
 """
-import csv
 import json
 from pathlib import Path
 
 from .evaluate import RESULT_COLUMNS as COLUMNS
+from .evaluate import read_csv_rows
+from .files import check_writable
 
 REQUIRED = {"run", "method", "sampler", "steps", "nfe", "metric_name", "fd"}
 INTEGERS = {"step", "steps", "nfe", "n_samples", "seed", "ckpt_step", "images_seen"}
@@ -26,32 +30,36 @@ STEP_SYMBOL = {"ddgan": "T", "ddpm": "K", "edm": "N"}  # what `steps` counts for
 NO_EVAL_CSV = "no periodic evaluation found (set eval.every_images in the config)"
 
 
-def parse_row(raw):
+def parse_row(raw, where="row"):
     """A CSV row with its numbers parsed; empty cells (not computed) become None."""
     row = {}
     for column in dict.fromkeys([*COLUMNS, *raw]):
-        if column is None:  # csv's key for surplus cells in a ragged row
-            continue
         text = (raw.get(column) or "").strip()
-        if column in INTEGERS:
-            row[column] = int(text) if text else None
-        elif column in FLOATS:
-            row[column] = float(text) if text else None
-        else:
-            row[column] = text
+        try:
+            if column in INTEGERS:
+                row[column] = int(text) if text else None
+            elif column in FLOATS:
+                row[column] = float(text) if text else None
+            else:
+                row[column] = text
+        except ValueError:
+            raise ValueError(f"{where}: {column} holds {text!r}, not a number (a damaged row?); "
+                             f"delete or repair that line") from None
     return row
 
 
 def read_csv(path):
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        return reader.fieldnames or [], [parse_row(raw) for raw in reader]
+    header, rows = read_csv_rows(path)
+    return header, [parse_row(raw, f"{path} line {line}") for line, raw in rows]
 
 
 def read_results(csv_paths):
     """The rows of every results CSV, the last one winning for each (run, sampler, steps)."""
     merged = {}
     for csv_path in csv_paths:
+        if not Path(csv_path).is_file():
+            raise FileNotFoundError(f"{csv_path}: no such results file (`ddgan eval --out X.json` "
+                                    f"writes X.csv)")
         columns, rows = read_csv(csv_path)
         missing = REQUIRED - set(columns)
         if missing:
@@ -87,8 +95,30 @@ def variant(row):
     return row["divergence"] if row["method"] == "ddgan" else row["sampler"]
 
 
-def curve_label(row):
-    return f"{row['method'].upper()} {variant(row)}"
+def _collide(rows, run_key):
+    """Whether two rows with the same run_key share a point (sampler and steps)."""
+    points = [(run_key(row), row["sampler"], row["steps"]) for row in rows]
+    return len(set(points)) < len(points)
+
+
+def _sweep(row):
+    """The runs that make one curve: a DDGAN's sweep folder (one run per T), a baseline's run."""
+    return str(Path(row["run"]).parent) if row["method"] == "ddgan" else row["run"]
+
+
+def label_curves(rows):
+    """Set each row's "curve": 'METHOD variant', plus, where two runs would put a point at the
+    same steps of that curve, the run's sweep folder (_sweep), or the run itself if runs of one
+    sweep folder still collide."""
+    by_label = {}
+    for row in rows:
+        by_label.setdefault(f"{row['method'].upper()} {variant(row)}", []).append(row)
+    for label, group in by_label.items():
+        suffix = None
+        if _collide(group, lambda row: None):
+            suffix = _sweep if not _collide(group, _sweep) else (lambda row: row["run"])
+        for row in group:
+            row["curve"] = label if suffix is None else f"{label} ({suffix(row)})"
 
 
 def sort_key(row):
@@ -99,7 +129,7 @@ def curves(rows):
     """Rows grouped by curve label, each curve in order of NFE."""
     grouped = {}
     for row in sorted(rows, key=sort_key):
-        grouped.setdefault(curve_label(row), []).append(row)
+        grouped.setdefault(row["curve"], []).append(row)
     return grouped
 
 
@@ -116,14 +146,14 @@ def write_table(rows, metric, path):
     lines = [f"{rows[0]['data']}: {metric} ({features(rows[0])} features, lower is better) from "
              f"n = {sample_counts(rows)} generated samples per result; KID ± its standard deviation.",
              "",
-             f"| method | divergence / sampler | steps | NFE | {metric} | KID | precision | recall "
-             f"| n | img/s | extractor | data |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"| run | method | divergence / sampler | steps | NFE | {metric} | KID | precision "
+             f"| recall | n | img/s | extractor | data |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         kid = format_value(row["kid"], "kid")
         if row["kid"] is not None and row["kid_std"] is not None:
             kid += f" ± {format_value(row['kid_std'], 'kid_std')}"
-        cells = [row["method"], variant(row), format_value(row["steps"], "steps"),
+        cells = [row["run"], row["method"], variant(row), format_value(row["steps"], "steps"),
                  format_value(row["nfe"], "nfe"), format_value(row["fd"], "fd"), kid,
                  format_value(row["precision"], "precision"), format_value(row["recall"], "recall"),
                  format_value(row["n_samples"], "n_samples"), format_value(row["img_per_s"], "img_per_s"),
@@ -254,8 +284,8 @@ def plot_training_curves(rows, path):
 
 def panel_title(row):
     if row["method"] == "ddgan":
-        return f"{row['divergence']}, T={row['steps']}"
-    return f"{curve_label(row)}, {STEP_SYMBOL[row['method']]}={row['steps']}"
+        return f"{row['curve'].removeprefix('DDGAN ')}, T={row['steps']}"
+    return f"{row['curve']}, {STEP_SYMBOL[row['method']]}={row['steps']}"
 
 
 def plot_sample_grids(rows, path):
@@ -264,7 +294,7 @@ def plot_sample_grids(rows, path):
     panels = {}  # divergence (or baseline sampler) -> steps -> row; DDGAN first by sort order
     for row in rows:
         if row["grid"] and Path(row["grid"]).is_file():
-            panels.setdefault(curve_label(row), {})[row["steps"]] = row
+            panels.setdefault(row["curve"], {})[row["steps"]] = row
     if not panels:
         return message_figure("no sample grids in the results (the grid column is empty)", path)
     columns = sorted({steps for by_steps in panels.values() for steps in by_steps})
@@ -283,11 +313,12 @@ def plot_sample_grids(rows, path):
 def plot_results(csv_paths, out_dir):
     """Write the figures and tables above for the given results CSVs; returns {name: path written}."""
     rows = read_results(csv_paths)
+    label_curves(rows)
     metric = the_one(rows, "metrics", lambda row: row["metric_name"])
     the_one(rows, "feature networks", features)
     the_one(rows, "data sets", lambda row: row["data"])
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(out_dir, "--out")
     paths = {"fd_vs_nfe": out_dir / "fd_vs_nfe.png",
              "divergence_comparison": out_dir / "divergence_comparison.png",
              "training_curves": out_dir / "training_curves.png",

@@ -42,8 +42,9 @@ def select_steps(num_train_steps, num_calls, spacing="uniform"):
     The sampler starts from pure noise at the largest. Whatever the spacing, K = T is every
     step and K = 1 is the single step T (one x_0 prediction from pure noise).
     uniform: floor(linspace(0, T - 1, K)) + 1, from 1 to T.
-    leading: DDIM's code and diffusers' "leading" grid, 1 + j floor(T / K) for j < K
-        (0, 20, ..., 980 in their 0-indexed steps for K = 50 at T = 1000).
+    leading: diffusers' "leading" grid, 1 + j floor(T / K) for j < K (0, 20, ..., 980 in its
+        0-indexed steps for K = 50 at T = 1000); DDIM's code's range(0, T, T // K) where K
+        divides T (elsewhere that range holds more than K steps).
     quadratic: DDIM's floor(linspace(0, sqrt(0.8 T), K)^2) + 1, dense near the data and
         ending at 0.8 T + 1. For large K it would repeat small steps (from K = 30 at T = 1000),
         each repeat a wasted call; a repeated step is moved to one above the step before it.
@@ -144,6 +145,8 @@ def edm_sampler(denoiser, latents, num_steps=18, sigma_min=0.002, sigma_max=80.0
     denoiser(x, sigma) returns D(x; sigma) for sigma of shape [B]; latents ~ N(0, I) are
     scaled by sigma_max. NFE = 2 num_steps - 1 (num_steps with second_order=False).
     """
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"EDM's number of noise levels N must be an integer >= 1, got {num_steps!r}")
     sigmas = edm_sigmas(num_steps, sigma_min, sigma_max, rho).tolist()
     x = latents.double() * sigmas[0]
 

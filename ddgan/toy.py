@@ -18,6 +18,7 @@ from divergences import get_divergence
 
 from .config import DEFAULTS
 from .diffusion import ForwardProcess
+from .files import atomic_write, check_writable
 from .methods import METHODS
 from .methods.ddgan import discriminator_step, generator_step, lazy_r1_weight
 from .methods.ddpm import build_ddpm_process, ddpm_loss
@@ -75,8 +76,9 @@ BASELINE_DEFAULTS = {"ddpm": BASELINE_RECIPE, "edm": {**BASELINE_RECIPE, "data_s
 
 
 def run_toy(data="25gaussians", divergence="js", steps=4, out=None, iters=None, seed=0,
-            method="ddgan", sampler=None, **overrides):
-    """Train on a 2-D mixture; returns the metrics (and writes metrics.json + a PNG to `out`).
+            method="ddgan", sampler=None, overwrite=False, **overrides):
+    """Train on a 2-D mixture; returns the metrics (and writes metrics.json + a PNG to `out`,
+    which must not hold a result already unless `overwrite`).
 
     method 'ddgan': T = steps; `iters` counts discriminator steps, so that every divergence
     gets the same budget: with n_critic critic steps per generator step (5 for wgan-gp) G
@@ -94,6 +96,14 @@ def run_toy(data="25gaussians", divergence="js", steps=4, out=None, iters=None, 
     hp = {**TOY_DEFAULTS, **BASELINE_DEFAULTS.get(method, {}), **overrides}
     if iters is not None:
         hp["iters"] = iters
+    if isinstance(hp["iters"], bool) or not isinstance(hp["iters"], int) or hp["iters"] < 1:
+        raise ValueError(f"iters must be an integer >= 1, got {hp['iters']!r}")
+    if out is not None:
+        out = Path(out)
+        if (out / "metrics.json").exists() and not overwrite:
+            raise FileExistsError(f"{out} already holds a result (metrics.json); pass "
+                                  f"--overwrite to replace it or choose another --out")
+        check_writable(out, "--out")
     torch.manual_seed(seed)
     centres = mode_centres(data)
     model = TOY_METHODS[method](hp, method, steps, divergence, sampler)
@@ -120,9 +130,8 @@ def run_toy(data="25gaussians", divergence="js", steps=4, out=None, iters=None, 
                "hyperparameters": {k: list(v) if isinstance(v, tuple) else v
                                    for k, v in hp.items()}}
     if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        text = json.dumps(metrics, indent=2) + "\n"
+        atomic_write(out / "metrics.json", lambda f: f.write(text.encode()))
         scatter_plot(samples, centres, metrics, out / "samples.png")
     return metrics
 
@@ -150,10 +159,16 @@ class ToyDDGAN:
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=hp["lr_g"], betas=hp["betas"])
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp["lr_d"], betas=hp["betas"])
         self.num_updates, self.nfe = hp["iters"] // self.div.n_critic, steps
+        if self.num_updates < 1:
+            raise ValueError(f"iters counts discriminator steps: {divergence} takes "
+                             f"{self.div.n_critic} per generator step, so iters must be >= "
+                             f"{self.div.n_critic}, got {hp['iters']}")
         self.schedulers = cosine_schedules([self.opt_g, self.opt_d], hp, self.num_updates)
         r1_every = hp["r1_every"]
         if isinstance(r1_every, bool) or not isinstance(r1_every, int) or r1_every < 1:
             raise ValueError(f"r1_every must be an integer >= 1, got {r1_every!r}")
+        if hp["r1_gamma"] < 0:
+            raise ValueError(f"r1_gamma must be >= 0 (0 = no R1), got {hp['r1_gamma']}")
         self.r1_gamma = 0.0 if self.div.gp_weight else hp["r1_gamma"]
         self.d_steps = 0
 

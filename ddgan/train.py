@@ -7,8 +7,15 @@ Run directory (train.out_dir):
     samples/step_N.png        EMA sample grids, the same latents every time
     tb/                       TensorBoard events
     eval.csv                  periodic evaluation (eval.every_images): the training curves
+    .lock                     while a training runs in it (ddgan.runlock)
+
+Everything that can be checked is checked before the first step: the settings, the
+checkpoint to resume from, the data's shape and count, that the folder is free (its lock)
+and writable and has room for a checkpoint. SIGINT and SIGTERM end the current step, save,
+and raise TrainingInterrupted (ddgan.interrupt).
 """
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
@@ -20,37 +27,55 @@ from tqdm import tqdm
 
 from . import checkpoint
 from .config import config_differences, dump_config, load_saved_config
-from .data import ImageBatches, load_images, uses_flip
+from .data import DataError, ImageBatches, load_images, uses_flip
 from .evaluate import (PERIODIC_COLUMNS, append_csv, check_extractor_data, periodic_fd, periodic_nfe,
-                       reference_name)
+                       read_csv_rows, reference_name)
+from .files import check_free_space, check_writable, remove_partial
 from .generate import sample_images
+from .interrupt import StopRequests, TrainingInterrupted
 from .methods import method_class
 from .metrics import resolve_extractor
-from .speed import SWITCHES, set_backend_flags
+from .runlock import RunLock
+from .speed import SWITCHES, launch_device, resolve_mixed_precision, set_backend_flags
 
-# Keys that may change between a run and its resumption (the speed switches change results
-# by float rounding only; methods re-lay the optimiser state for them).
-RESUMABLE_CHANGES = {"train.max_steps", "train.log_every", "train.sample_every",
+# Keys that may change between a run and its resumption (the speed switches and bf16 change results
+# by float rounding only; methods re-lay the optimiser state for them; train.out_dir names
+# where the run is now, which changes when it is moved).
+RESUMABLE_CHANGES = {"train.out_dir", "train.max_steps", "train.log_every", "train.sample_every",
                      "train.ckpt_every", "train.keep_every", "train.num_grid", "data.root",
                      "eval.every_images", "eval.num_samples", "eval.extractor", "eval.batch_size", "eval.steps",
-                     *(f"speed.{name}" for name in SWITCHES), "speed.compile_backend"}
+                     *(f"speed.{name}" for name in SWITCHES), "speed.compile_backend",
+                     "train.mixed_precision"}
 # Losses whose non-finite value stops a run.
 WATCHED = ("d_total", "g_loss", "loss")
+
+
+# Errors of bad input (ValueError covers ConfigError, DataError, CheckpointError and OutputError).
+USER_ERRORS = (ValueError, FileExistsError, FileNotFoundError)
 
 
 class NonFiniteLossError(RuntimeError):
     pass
 
 
+class RunNotStarted(RuntimeError):
+    """Another process of a multi-process launch refused to start (its error says why)."""
+
+
+def _tensors(state):
+    """The tensors of a (nested) state dict."""
+    if isinstance(state, dict):
+        state = list(state.values())
+    if isinstance(state, (list, tuple)):
+        for value in state:
+            yield from _tensors(value)
+    elif isinstance(state, torch.Tensor):
+        yield state
+
+
 def _all_finite(state):
     """True when every floating-point tensor in a (nested) state dict is finite."""
-    if isinstance(state, dict):
-        return all(_all_finite(v) for v in state.values())
-    if isinstance(state, (list, tuple)):
-        return all(_all_finite(v) for v in state)
-    if isinstance(state, torch.Tensor) and state.is_floating_point():
-        return bool(torch.isfinite(state).all())
-    return True
+    return all(bool(torch.isfinite(t).all()) for t in _tensors(state) if t.is_floating_point())
 
 
 class Run:
@@ -63,6 +88,9 @@ class Run:
         self.last = self.checkpoints / "last.pt"
         self.samples = self.dir / "samples"
         self.tensorboard = self.dir / "tb"
+
+    def holds_a_run(self):
+        return self.config.exists() or self.last.exists()
 
 
 def _check_train_settings(cfg):
@@ -77,9 +105,7 @@ def _check_train_settings(cfg):
     steps = cfg["eval"]["steps"]
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
         raise ValueError(f"eval.steps must be a positive integer (DDPM's K, EDM's N) or null, got {steps!r}")
-    if t_cfg["mixed_precision"] not in ("no", "bf16"):
-        raise ValueError(f"train.mixed_precision must be no or bf16 (fp16 would need loss "
-                         f"scaling inside the gradient penalties), got {t_cfg['mixed_precision']!r}")
+    resolve_mixed_precision(t_cfg["mixed_precision"], "cpu")  # checks the value
 
 
 def _periodic_extractor(cfg):
@@ -97,156 +123,295 @@ def _periodic_extractor(cfg):
     return extractor
 
 
-def _check_resume(cfg, run):
-    if not run.last.exists():
-        raise FileNotFoundError(f"--resume: no checkpoint at {run.last}")
-    saved = load_saved_config(run.config)  # keys the run predates take their earlier values
-    changed = [k for k in config_differences(saved, cfg) if k not in RESUMABLE_CHANGES]
-    if changed:
-        raise ValueError(f"--resume: the config differs from the run's {run.config} at "
-                         f"{', '.join(changed)}; resume with the same settings or start a "
-                         f"new train.out_dir")
-    if cfg["optim"]["cosine_decay"] and saved["train"]["max_steps"] != cfg["train"]["max_steps"]:
-        raise ValueError("--resume: train.max_steps cannot change when optim.cosine_decay "
-                         "is on (the schedule depends on it)")
+def _fallback(run):
+    """What to do when the run's last.pt cannot be resumed from: its newest intact kept
+    checkpoint, if any."""
+    path, state = checkpoint.newest_intact(run.checkpoints)
+    if path is None:
+        return (f"{run.checkpoints} holds no intact step_N.pt to continue from; start again "
+                f"with a new train.out_dir")
+    return (f"The newest intact checkpoint is {path} (step {state['step']}); continue from it "
+            f"with --resume-from {path}")
 
 
-def train(cfg, resume=False, stop_at=None):
+def _check_source(run, source, resume_from):
+    """Before anything is loaded or created: the checkpoint to resume from exists."""
+    if resume_from is not None:
+        if not source.is_file():
+            raise FileNotFoundError(f"--resume-from {source}: no such checkpoint file")
+    elif not source.exists():
+        if checkpoint.kept_checkpoints(run.checkpoints):
+            why = f"(deleted?). {_fallback(run)}"
+        elif run.config.exists():
+            why = ("yet: if its training still runs, wait for its first checkpoint; if it stopped "
+                   "before one, delete the folder and start again")
+        else:
+            why = "(is train.out_dir the run's folder?)"
+        raise FileNotFoundError(f"--resume: no checkpoint at {source} {why}")
+
+
+def _load_source(run, source, resume_from):
+    try:
+        return checkpoint.load(source)
+    except checkpoint.CheckpointError as err:
+        flag = "--resume-from" if resume_from is not None else "--resume"
+        raise checkpoint.CheckpointError(f"{flag}: {err}. {_fallback(run)}") from None
+
+
+def _differences(saved, cfg):
+    return [f"{key} ({_value(saved, key)!r} there, {_value(cfg, key)!r} here)"
+            for key in config_differences(saved, cfg) if key not in RESUMABLE_CHANGES]
+
+
+def _value(cfg, dotted):
+    for key in dotted.split("."):
+        cfg = cfg.get(key) if isinstance(cfg, dict) else None
+    return cfg
+
+
+def _check_resume(cfg, run, state, source, resume_from):
+    """The config agrees with the run's config.yaml and, when that is absent or the checkpoint
+    comes from --resume-from, with the config the checkpoint was saved with."""
+    records = [(run.config, load_saved_config(run.config))] if run.config.exists() else []
+    if resume_from is not None or not records:
+        records.append((source, state["config"]))
+    for where, saved in records:
+        changed = _differences(saved, cfg)
+        if changed:
+            raise ValueError(f"--resume: the config differs from {where} at {', '.join(changed)}; "
+                             f"resume with the run's settings or start a new train.out_dir")
+        if cfg["optim"]["cosine_decay"] and saved["train"]["max_steps"] != cfg["train"]["max_steps"]:
+            raise ValueError("--resume: train.max_steps cannot change when optim.cosine_decay "
+                             "is on (the schedule depends on it)")
+    return records[0][1]
+
+
+def _check_same_data(state, images, cfg_data):
+    shape, count = tuple(state["image_shape"]), state.get("num_images")  # older runs: no count
+    if tuple(images.shape[1:]) != shape or count not in (None, len(images)):
+        trained = f"{count:,} images" if count else "images"
+        raise DataError(f"--resume: the run trained on {trained} of shape {shape}, but the data "
+                        f"({cfg_data['name']}, data.root={cfg_data['root']}) has {len(images):,} of "
+                        f"shape {tuple(images.shape[1:])}; resume with the run's data")
+
+
+def _checkpoint_bytes(method, source):
+    """A checkpoint's size: the one resumed from, else a bound from the state before the first
+    step (weights and EMA), which Adam's two moments per trained weight at most triple."""
+    if source is not None:
+        return source.stat().st_size
+    return 3 * sum(t.numel() * t.element_size() for t in _tensors(method.state_dict()))
+
+
+def _on_every_process(accelerator, check):
+    """check() here, then stop every process if it failed on any: one process stopping alone
+    would leave the others waiting for it at their next collective call."""
+    try:
+        result, error = check(), None
+    except USER_ERRORS as err:
+        result, error = None, err
+    failed = accelerator.reduce(torch.tensor(float(error is not None), device=accelerator.device),
+                                reduction="sum").item()
+    if error is not None:
+        raise error
+    if failed:
+        raise RunNotStarted("another process of this launch could not start the run; its error "
+                            "is printed above")
+    return result
+
+
+def _stop_signal(accelerator, stop):
+    """The signal that stopped any process (0 if none), agreed by all of them at the end of a step."""
+    if accelerator.num_processes == 1:
+        return stop.signum or 0
+    signum = torch.tensor(float(stop.signum or 0), device=accelerator.device)
+    return int(accelerator.reduce(signum, reduction="max").item())
+
+
+def train(cfg, resume=False, stop_at=None, resume_from=None):
     """Train the method of `cfg`; returns the run directory.
 
     stop_at: leave after this many steps with a checkpoint, as a time-limited job
     would (continue later with resume=True).
+    resume_from: a checkpoint file to resume the run in train.out_dir from, in place of its
+    checkpoints/last.pt (implies resume).
     """
     t_cfg = cfg["train"]
     _check_train_settings(cfg)
+    if stop_at is not None and stop_at < 1:
+        raise ValueError(f"--stop-at must be a step >= 1, got {stop_at}")
     method_cls = method_class(cfg)
     extractor = _periodic_extractor(cfg)
     run = Run(t_cfg["out_dir"])
+    resume = resume or resume_from is not None
+    source = Path(resume_from) if resume_from is not None else run.last
     if resume:
-        _check_resume(cfg, run)
-    elif run.last.exists():
-        raise FileExistsError(f"{run.dir} already holds a run; pass --resume to continue it "
-                              f"or set train.out_dir to a new folder")
+        _check_source(run, source, resume_from)
+    images = load_images(cfg["data"])  # before the run folder is touched: bad data leaves nothing
 
-    accelerator = Accelerator(mixed_precision=t_cfg["mixed_precision"])
+    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(
+        t_cfg["mixed_precision"], launch_device()))
     main = accelerator.is_main_process
     set_seed(t_cfg["seed"], device_specific=True)
-
-    images = load_images(cfg["data"])
     if cfg["data"]["on_device"]:
         images = images.to(accelerator.device)
     batches = ImageBatches(images, t_cfg["batch_size"], t_cfg["seed"],
                            rank=accelerator.process_index, random_flip=uses_flip(cfg["data"]))
     method = method_cls(cfg, images.shape[1:], accelerator)
     set_backend_flags(method.speed)  # process-wide; before the first step
+    lock = RunLock(run.dir)
 
-    start, train_seconds = 0, 0.0
-    if resume:
-        state = checkpoint.load(run.last)
-        if len(state["rng"]) != accelerator.num_processes:
-            raise ValueError(f"--resume: the run was saved by {len(state['rng'])} process(es), "
-                             f"this launch has {accelerator.num_processes}; an exact resume "
-                             f"needs the same number")
-        method.load_state_dict(state["method"])
-        batches.load_state_dict(state["data"])
-        checkpoint.set_rng_state(state["rng"][accelerator.process_index])
-        start, train_seconds = state["step"], state.get("train_seconds", 0.0)
-    elif main:
-        run.dir.mkdir(parents=True, exist_ok=True)
-        dump_config(cfg, run.config)
-
-    def save(step):
-        method_state = method.state_dict()
-        if not _all_finite(method_state):
-            raise NonFiniteLossError(f"non-finite weights at step {step}; training stopped and "
-                                     f"{run.last} (step {last_good}) was kept")
-        state = {"step": step, "config": cfg, "image_shape": tuple(images.shape[1:]),
-                 "images_seen": step * images_per_step, "train_seconds": train_seconds,
-                 "speed": method.speed,  # as resolved on this device
-                 "method": method_state, "data": batches.state_dict(),
-                 "rng": gather_object([checkpoint.rng_state()])}
+    def open_run():
+        """Under the run's lock (taken by the main process): the checks of the folder and of
+        the checkpoint; returns (the state to resume from or None, the config to record)."""
         if main:
-            checkpoint.atomic_save(state, run.last)
-            if t_cfg["keep_every"] and step % t_cfg["keep_every"] == 0:
-                checkpoint.atomic_copy(run.last, run.checkpoints / f"step_{step:07d}.pt")
+            lock.acquire()
+            removed = [name for folder in (run.dir, run.checkpoints) if folder.is_dir()
+                       for name in remove_partial(folder)]
+            if removed:
+                print(f"removed {len(removed)} partial file(s) of an interrupted save in {run.dir}")
+        state, record = None, cfg
+        if resume:
+            state = _load_source(run, source, resume_from)
+            record = _check_resume(cfg, run, state, source, resume_from)
+            _check_same_data(state, images, cfg["data"])
+            if stop_at is not None and stop_at <= state["step"]:
+                raise ValueError(f"--stop-at {stop_at}: the run is already at step {state['step']}; "
+                                 f"give a later step")
+            if len(state["rng"]) != accelerator.num_processes:
+                raise ValueError(f"--resume: the run was saved by {len(state['rng'])} process(es), "
+                                 f"this launch has {accelerator.num_processes}; an exact resume "
+                                 f"needs the same number")
+        elif run.holds_a_run():
+            raise FileExistsError(f"{run.dir} already holds a run; pass --resume to continue it "
+                                  f"or set train.out_dir to a new folder")
+        if main:
+            # A save writes last.pt beside the previous one (and, when keeping, step_N.pt too).
+            keeping = t_cfg["keep_every"] > 0
+            check_free_space(run.dir, (1 + keeping) * _checkpoint_bytes(method, source if resume else None),
+                             "a save of this run (last.pt, written beside the previous one"
+                             + (", and a kept step_N.pt)" if keeping else ")"))
+            for folder in (run.checkpoints, run.samples):
+                check_writable(folder, "train.out_dir")
+            if extractor and (run.dir / "eval.csv").is_file():
+                read_csv_rows(run.dir / "eval.csv")  # a damaged row would stop the first evaluation
+        return state, record
 
-    writer = SummaryWriter(run.tensorboard) if main else None
-    max_steps = t_cfg["max_steps"] if stop_at is None else min(stop_at, t_cfg["max_steps"])
-    images_per_step = t_cfg["batch_size"] * method.batches_per_step * accelerator.num_processes
-    nonfinite = torch.zeros((), dtype=torch.bool, device=accelerator.device)
-    last_good = start
-    clock, clock_step = time.perf_counter(), start
+    with ExitStack() as cleanup:
+        stop = cleanup.enter_context(StopRequests())
+        cleanup.callback(lock.release)
+        state, record = _on_every_process(accelerator, open_run)
+        start, train_seconds = 0, 0.0
+        if resume:
+            method.load_state_dict(state["method"])
+            batches.load_state_dict(state["data"])
+            checkpoint.set_rng_state(state["rng"][accelerator.process_index])
+            start, train_seconds = state["step"], state.get("train_seconds", 0.0)
+        if main and (not resume or not run.config.exists()
+                     or Path(record["train"]["out_dir"]).resolve() != run.dir.resolve()):
+            # A new run, or one moved or copied since: config.yaml names where it is now.
+            dump_config({**record, "train": {**record["train"], "out_dir": t_cfg["out_dir"]}},
+                        run.config)
+        if main:
+            print(f"{'resuming' if resume else 'training'} {cfg['method']} in {run.dir} at step "
+                  f"{start} of {t_cfg['max_steps']}", flush=True)
 
-    def check_finite(step, stats):
-        # Every process must agree, or one would stop while the others wait for it.
-        if accelerator.reduce(nonfinite.float(), reduction="sum").item() > 0:
-            values = ", ".join(f"{k}={v.item():.4g}" for k, v in stats.items())
-            kept = f"{run.last} (step {last_good})" if run.last.exists() else "none was written"
-            raise NonFiniteLossError(
-                f"non-finite loss by step {step} ({values}); training stopped. The last good "
-                f"checkpoint is {kept}. Try lower learning rates, a larger "
-                f"divergence.r1_gamma, or train.mixed_precision=no.")
-
-    progress = tqdm(range(start, max_steps), initial=start, total=t_cfg["max_steps"],
-                    disable=not main, desc=f"{cfg['method']} {run.dir.name}", unit="step")
-    e_cfg = cfg["eval"]
-    grid_nfe = periodic_nfe(method_cls, cfg)  # the grids' and the periodic evaluation's
-    reference = images.cpu() if extractor and main else None
-    reference_cache_name = reference_name(reference) if reference is not None else None
-
-    def evaluate_now(done):  # each time the images seen cross a multiple of eval.every_images
-        every = e_cfg["every_images"]
-        return done * images_per_step // every > (done - 1) * images_per_step // every
-
-    for step in progress:
-        tick = time.perf_counter()
-        done = step + 1
-        log_now = done % t_cfg["log_every"] == 0
-        stats = method.train_step(batches, step, with_grad_norms=log_now)
-        for name in WATCHED:
-            if name in stats:
-                nonfinite |= ~torch.isfinite(stats[name])
-
-        if log_now:
-            check_finite(done, stats)
-            now = time.perf_counter()
-            throughput = (done - clock_step) * images_per_step / (now - clock)
-            clock, clock_step = now, done
+        def save(step):
+            method_state = method.state_dict()
+            if not _all_finite(method_state):
+                raise NonFiniteLossError(f"non-finite weights at step {step}; training stopped and "
+                                         f"{run.last} (step {last_good}) was kept")
+            state = {"step": step, "config": cfg, "image_shape": tuple(images.shape[1:]),
+                     "num_images": len(images),
+                     "images_seen": step * images_per_step, "train_seconds": train_seconds,
+                     "speed": {**method.speed, "mixed_precision": accelerator.mixed_precision},  # as resolved here
+                     "method": method_state, "data": batches.state_dict(),
+                     "rng": gather_object([checkpoint.rng_state()])}
             if main:
-                for name, value in stats.items():
-                    writer.add_scalar(f"train/{name}", value.item(), done)
-                writer.add_scalar("train/img_per_s", throughput, done)
-                writer.add_scalar("train/images_seen", done * images_per_step, done)
-                progress.set_postfix({k: f"{v.item():.3g}" for k, v in stats.items()
-                                      if not k.startswith("grad")})
-        train_seconds += time.perf_counter() - tick  # training only: not grids, evaluation, saving
-        if main and (done % t_cfg["sample_every"] == 0 or done == max_steps):
-            grid = sample_images(method.ema.module.eval(), method_cls, cfg, images.shape[1:],
-                                 t_cfg["num_grid"],
-                                 torch.Generator(accelerator.device).manual_seed(t_cfg["seed"]),
-                                 steps=method_cls.preview_steps(cfg),
-                                 progress=f"grid, {grid_nfe} calls per image")
-            grid = make_grid(grid, nrow=int(t_cfg["num_grid"] ** 0.5),
-                             normalize=True, value_range=(-1, 1))
-            run.samples.mkdir(parents=True, exist_ok=True)
-            save_image(grid, run.samples / f"step_{done:07d}.png")
-            writer.add_image("samples", grid, done)
-        if main and extractor and evaluate_now(done):
-            fd = periodic_fd(method.ema.module.eval(), method_cls, cfg, images.shape[1:],
-                             reference, extractor, e_cfg["num_samples"], t_cfg["seed"],
-                             e_cfg["batch_size"], reference_cache_name)
-            append_csv(run.dir / "eval.csv", PERIODIC_COLUMNS, [{
-                "step": done, "images_seen": done * images_per_step,
-                "train_seconds": round(train_seconds, 2), "metric_name": extractor.metric_name,
-                "fd": fd, "n_samples": e_cfg["num_samples"], "nfe": grid_nfe,
-                "extractor": extractor.label,
-                "extractor_hash": extractor.hash}])
-            writer.add_scalar(f"eval/{extractor.metric_name}", fd, done)
-        if done % t_cfg["ckpt_every"] == 0 or done == max_steps:
-            check_finite(done, stats)
-            save(done)
-            last_good = done
-    accelerator.wait_for_everyone()
-    if writer is not None:
-        writer.close()
-    return run.dir
+                keep = t_cfg["keep_every"] and step % t_cfg["keep_every"] == 0
+                checkpoint.save_run_checkpoint(
+                    state, run.last, run.checkpoints / checkpoint.kept_name(step) if keep else None)
+
+        writer = SummaryWriter(run.tensorboard) if main else None
+        if writer is not None:
+            cleanup.callback(writer.close)
+        max_steps = t_cfg["max_steps"] if stop_at is None else min(stop_at, t_cfg["max_steps"])
+        images_per_step = t_cfg["batch_size"] * method.batches_per_step * accelerator.num_processes
+        nonfinite = torch.zeros((), dtype=torch.bool, device=accelerator.device)
+        last_good = start
+        clock, clock_step = time.perf_counter(), start
+
+        def check_finite(step, stats):
+            # Every process must agree, or one would stop while the others wait for it.
+            if accelerator.reduce(nonfinite.float(), reduction="sum").item() > 0:
+                values = ", ".join(f"{k}={v.item():.4g}" for k, v in stats.items())
+                kept = (f"The last good checkpoint is {run.last} (step {last_good})" if run.last.exists()
+                        else "No checkpoint was written before it")
+                raise NonFiniteLossError(
+                    f"non-finite loss by step {step} ({values}); training stopped. {kept}. Try lower "
+                    f"learning rates, a larger divergence.r1_gamma, or train.mixed_precision='\"no\"'.")
+
+        progress = tqdm(range(start, max_steps), initial=start, total=t_cfg["max_steps"],
+                        disable=not main, desc=f"{cfg['method']} {run.dir.name}", unit="step")
+        e_cfg = cfg["eval"]
+        grid_nfe = periodic_nfe(method_cls, cfg)  # the grids' and the periodic evaluation's
+        reference = images.cpu() if extractor and main else None
+        reference_cache_name = reference_name(reference) if reference is not None else None
+
+        def evaluate_now(done):  # each time the images seen cross a multiple of eval.every_images
+            every = e_cfg["every_images"]
+            return done * images_per_step // every > (done - 1) * images_per_step // every
+
+        for step in progress:
+            tick = time.perf_counter()
+            done = step + 1
+            log_now = done % t_cfg["log_every"] == 0
+            stats = method.train_step(batches, step, with_grad_norms=log_now)
+            for name in WATCHED:
+                if name in stats:
+                    nonfinite |= ~torch.isfinite(stats[name])
+
+            if log_now:
+                check_finite(done, stats)
+                now = time.perf_counter()
+                throughput = (done - clock_step) * images_per_step / (now - clock)
+                clock, clock_step = now, done
+                if main:
+                    for name, value in stats.items():
+                        writer.add_scalar(f"train/{name}", value.item(), done)
+                    writer.add_scalar("train/img_per_s", throughput, done)
+                    writer.add_scalar("train/images_seen", done * images_per_step, done)
+                    progress.set_postfix({k: f"{v.item():.3g}" for k, v in stats.items()
+                                          if not k.startswith("grad")})
+            train_seconds += time.perf_counter() - tick  # training only: not grids, evaluation, saving
+            if main and (done % t_cfg["sample_every"] == 0 or done == max_steps):
+                grid = sample_images(method.ema.module.eval(), method_cls, cfg, images.shape[1:],
+                                     t_cfg["num_grid"],
+                                     torch.Generator(accelerator.device).manual_seed(t_cfg["seed"]),
+                                     steps=method_cls.preview_steps(cfg),
+                                     progress=f"grid, {grid_nfe} calls per image")
+                grid = make_grid(grid, nrow=int(t_cfg["num_grid"] ** 0.5),
+                                 normalize=True, value_range=(-1, 1))
+                run.samples.mkdir(parents=True, exist_ok=True)
+                save_image(grid, run.samples / f"step_{done:07d}.png")
+                writer.add_image("samples", grid, done)
+            if main and extractor and evaluate_now(done):
+                fd = periodic_fd(method.ema.module.eval(), method_cls, cfg, images.shape[1:],
+                                 reference, extractor, e_cfg["num_samples"], t_cfg["seed"],
+                                 e_cfg["batch_size"], reference_cache_name)
+                append_csv(run.dir / "eval.csv", PERIODIC_COLUMNS, [{
+                    "step": done, "images_seen": done * images_per_step,
+                    "train_seconds": round(train_seconds, 2), "metric_name": extractor.metric_name,
+                    "fd": fd, "n_samples": e_cfg["num_samples"], "nfe": grid_nfe,
+                    "extractor": extractor.label,
+                    "extractor_hash": extractor.hash}])
+                writer.add_scalar(f"eval/{extractor.metric_name}", fd, done)
+            stop_signal = _stop_signal(accelerator, stop)
+            if done % t_cfg["ckpt_every"] == 0 or done == max_steps or stop_signal:
+                check_finite(done, stats)
+                save(done)
+                last_good = done
+            if stop_signal and done < max_steps:
+                raise TrainingInterrupted(stop_signal, done, run.last)
+        accelerator.wait_for_everyone()
+        return run.dir

@@ -16,11 +16,11 @@ from ddgan.toy import run_toy
 from divergences import DIVERGENCES
 
 
-def run_model(model, steps, data, seed, out):
+def run_model(model, steps, data, seed, out, overwrite):
     method, name = model.split(":")
     kind = {"divergence": name} if method == "ddgan" else {"sampler": name}
     metrics = run_toy(data, method=method, steps=steps, seed=seed,
-                      out=out / f"{method}_{name}_{steps}", **kind)
+                      out=out / f"{method}_{name}_{steps}", overwrite=overwrite, **kind)
     return {"model": model, **{k: v for k, v in metrics.items() if k != "hyperparameters"}}
 
 
@@ -44,13 +44,14 @@ def main():
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--models", nargs="+", default=[f"ddgan:{d}" for d in DIVERGENCES])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--overwrite", action="store_true", help="replace the cells already in --out")
     args = parser.parse_args()
 
     out = Path(args.out)
     rows = []
     for model in args.models:
         for steps in args.steps:
-            rows.append(run_model(model, steps, args.data, args.seed, out))
+            rows.append(run_model(model, steps, args.data, args.seed, out, args.overwrite))
             print(json.dumps(rows[-1]), flush=True)
     table = markdown_table(rows, args.steps)
     (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")

@@ -77,3 +77,26 @@ def test_grids_sample_with_the_cheap_stated_steps(fake_fmnist, tmp_path, monkeyp
     train(load_config(REPO / "configs/fmnist/ddpm.yaml", common + [f"train.out_dir={tmp_path / 'a'}"]))
     train(load_config(REPO / "configs/fmnist/ddpm.yaml", common + [f"train.out_dir={tmp_path / 'b'}", "eval.steps=7"]))
     assert grids == [20, 7]
+
+
+def test_ddpm_clips_x0_as_configured_and_the_progress_bar_counts_every_call(monkeypatch):
+    import ddgan.generate as generate_module
+    from ddgan.generate import sample_images
+    from ddgan.methods.ddpm import DDPM
+
+    calls = []
+
+    def far_out(x, z, t):  # an eps whose x_0 prediction lies far outside [-1, 1]
+        calls.append(len(x))
+        return -10 * x
+
+    cfg = load_config(REPO / "configs/fmnist/ddpm.yaml", ["ddpm.num_steps=20"])
+    bars = []
+    real_tqdm = generate_module.tqdm
+    monkeypatch.setattr(generate_module, "tqdm", lambda **kw: bars.append(kw["total"]) or real_tqdm(**kw))
+    for clip in (True, False):
+        cfg["ddpm"]["clip_x0"] = clip
+        images = sample_images(far_out, DDPM, cfg, (1, 4, 4), 5, torch.Generator().manual_seed(0),
+                               batch_size=2, steps=3, progress="test")
+        assert (images.abs().max() <= 1) == clip
+    assert calls == [2, 2, 2, 2, 2, 2, 1, 1, 1] * 2 and bars == [9, 9]  # 3 batches x 3 calls

@@ -1,6 +1,8 @@
 """The benchmark runs (at small sizes, on a CPU) and reports what it measured."""
 import json
 
+import pytest
+
 from ddgan.cli import main
 
 from .conftest import REPO
@@ -40,3 +42,37 @@ def test_bench_records_the_fast_mode_and_the_plain_flag(tmp_path):
     assert fast["compile"] and fast["channels_last"] and fast["fused_adam"] and not fast["tf32"]
     assert not any(plain[k] for k in ("tf32", "cudnn_benchmark", "channels_last", "fused_adam",
                                       "compile"))
+
+
+def test_flop_count_against_a_hand_count():
+    import torch
+
+    from ddgan.bench import counted_flops
+
+    linear, x = torch.nn.Linear(4, 3), torch.randn(2, 4, requires_grad=True)
+    assert counted_flops(lambda: linear(x)) == 2 * 2 * 4 * 3  # 2 per multiply-add
+    # Backward: the input's and the weight's gradients, one matmul each of the same size.
+    assert counted_flops(lambda: linear(x).sum().backward()) == 3 * 2 * 2 * 4 * 3
+    conv, image = torch.nn.Conv2d(2, 3, 3, padding=1), torch.randn(1, 2, 5, 5)
+    assert counted_flops(lambda: conv(image)) == 2 * 3 * 5 * 5 * 2 * 3 * 3
+    # R1's double backward runs under the counter and is counted (more than one backward).
+    def r1():
+        out = linear(x).pow(2).sum()
+        (grad,) = torch.autograd.grad(out, x, create_graph=True)
+        grad.pow(2).sum().backward()
+    assert counted_flops(r1) > 3 * 2 * 2 * 4 * 3
+
+
+def test_bench_reports_flops_peak_utilisation_and_spread(tmp_path):
+    out = tmp_path / "bench.json"
+    main(["bench", str(REPO / "configs/fmnist/ddgan_js.yaml"), "--set", *SMALL, "--steps", "1",
+          "--sample-batch", "3", "--warmup", "1", "--repeats", "3", "--cpu", "--out", str(out)])
+    result = json.loads(out.read_text())
+    peaks = result["environment"]["peak_tflop_per_s"]
+    assert peaks["train"] > 0 and peaks["sample"] > 0 and result["environment"]["train_dtype"] == "float32"
+    for r in result["rows"]:
+        assert r["min_seconds"] <= r["seconds"] <= r["max_seconds"]
+        assert r["gflop"] > 0 and r["tflop_per_s"] == pytest.approx(r["gflop"] / 1e3 / r["seconds"])
+        assert r["utilisation"] == pytest.approx(r["tflop_per_s"] / r["peak_tflop_per_s"])
+    train, sample = result["rows"]
+    assert train["gflop"] > 3 * sample["gflop"]  # D on two pairs, G forward and backward, R1

@@ -46,5 +46,6 @@ def test_constant_interior_is_kept_and_the_filter_is_not_a_parameter():
     assert torch.allclose(FIRResample("down")(x)[..., 1:-1, 1:-1], torch.ones(1, 2, 2, 2))
     assert torch.allclose(FIRResample("up")(x)[..., 2:-2, 2:-2], torch.ones(1, 2, 12, 12))
     assert list(FIRResample("up").parameters()) == [] and FIRResample("down").state_dict() == {}
-    with pytest.raises(ValueError, match="even number of taps"):
-        fir_kernel_2d([1, 2, 1])
+    for bad in ([1, 2, 1], [1, 3, 2, 1]):
+        with pytest.raises(ValueError, match="symmetric 1-D list of an even number of taps"):
+            fir_kernel_2d(bad)

@@ -95,8 +95,9 @@ def test_table_equals_the_csvs_with_the_last_duplicate_winning(results, tmp_path
 
     assert "Fashion-MNIST" in text.splitlines()[0] and "FD-cls" in text.splitlines()[0]
     assert "2000" in text.splitlines()[0]
-    assert list(table[0]) == ["method", "divergence / sampler", "steps", "NFE", "FD-cls", "KID",
+    assert list(table[0]) == ["run", "method", "divergence / sampler", "steps", "NFE", "FD-cls", "KID",
                               "precision", "recall", "n", "img/s", "extractor", "data"]
+    assert [r["run"] for r in table] == [row["run"] for row in expected]
     # Sorted by method, divergence/sampler, NFE; one row per (run, sampler, steps).
     assert [(r["method"], r["divergence / sampler"], r["steps"], r["NFE"]) for r in table] == [
         ("ddgan", "js", "1", "1"), ("ddgan", "js", "2", "2"), ("ddgan", "tv", "1", "1"), ("ddgan", "tv", "2", "2"),
@@ -164,3 +165,41 @@ def test_nfe_labels_skip_neighbours_that_would_overlap():
     nfes = [1, 2, 3, 4, 7, 8, 15, 16, 31, 32, 63]
     assert nfe_labels(nfes) == ["1", "2", "3", "4", "7", "", "15", "", "31", "", "63"]
     assert nfe_labels([1, 2, 4, 8]) == ["1", "2", "4", "8"]
+
+
+def test_runs_that_would_share_a_point_get_their_own_curves(tmp_path):
+    """Two sweeps (seeds) of js over T and two DDPM runs: no line may join points of two runs."""
+    rows = [result(f"sweeps/seed{seed}/js_T{t}", "ddgan", "js", "ddgan", t, t, 10.0 * t + seed)
+            for seed in (0, 1) for t in (1, 2)]
+    rows += [result(f"runs/ddpm_{name}", "ddpm", "", "ddim", k, k, 50.0 + k) for name in "ab" for k in (1, 2)]
+    rows.append(result("runs/edm", "edm", "", "heun", 2, 3, 70.0))  # alone on its curve: no suffix
+    paths = plot_results([write_csv(tmp_path / "r.csv", rows)], tmp_path / "figures")
+    curves = {(r["run"], r["curve"]) for r in json.loads(paths["results_json"].read_text())}
+    assert curves == {
+        ("sweeps/seed0/js_T1", "DDGAN js (sweeps/seed0)"), ("sweeps/seed0/js_T2", "DDGAN js (sweeps/seed0)"),
+        ("sweeps/seed1/js_T1", "DDGAN js (sweeps/seed1)"), ("sweeps/seed1/js_T2", "DDGAN js (sweeps/seed1)"),
+        ("runs/ddpm_a", "DDPM ddim (runs/ddpm_a)"), ("runs/ddpm_b", "DDPM ddim (runs/ddpm_b)"),
+        ("runs/edm", "EDM heun")}
+    # Two runs of one folder at the same T: each its own curve, named by the run.
+    same_folder = [result("runs/js_T2", "ddgan", "js", "ddgan", 2, 2, 20.0),
+                   result("runs/js_T2_again", "ddgan", "js", "ddgan", 2, 2, 21.0)]
+    paths = plot_results([write_csv(tmp_path / "s.csv", same_folder)], tmp_path / "figures2")
+    assert [r["curve"] for r in json.loads(paths["results_json"].read_text())] == [
+        "DDGAN js (runs/js_T2)", "DDGAN js (runs/js_T2_again)"]
+    assert [r["run"] for r in read_table(paths["results_md"])] == ["runs/js_T2", "runs/js_T2_again"]
+
+
+def test_a_damaged_row_is_refused_with_its_line_number(tmp_path):
+    """A row cut by an interrupted write must not replace the good row (KID 1.7059 read as 1.705)."""
+    good = result("runs/js_T2", "ddgan", "js", "ddgan", 2, 2, 20.0, kid="1.7059")
+    path = write_csv(tmp_path / "r.csv", [good, good])
+    lines = path.read_text().splitlines()
+    cut = lines[2][:lines[2].index("1.7059") + 5]  # ends inside the KID cell
+    path.write_text("\n".join(lines[:2] + [cut]) + "\n")
+    with pytest.raises(ValueError, match=r"r\.csv line 3: 9 cells where the header has 23"):
+        plot_results([path], tmp_path / "figures")
+    path.write_text("\n".join(lines[:2] + [lines[2].replace("1.7059", "1.70x9")]) + "\n")
+    with pytest.raises(ValueError, match=r"line 3: kid holds '1.70x9', not a number"):
+        plot_results([path], tmp_path / "figures")
+    with pytest.raises(FileNotFoundError, match="no such results file"):
+        plot_results([tmp_path / "none.csv"], tmp_path / "figures")

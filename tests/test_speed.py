@@ -46,12 +46,12 @@ def _batches():
     return [images[i:i + 8] for i in range(0, 64, 8)]
 
 
-def _losses(config, overrides, steps=4):
+def _losses(config, overrides, steps=4, device="cpu"):
     """Losses of `steps` training steps on fixed random images, seeded identically."""
     cfg = load_config(REPO / config, TINY_NETS + overrides)
     torch.manual_seed(0)
-    method = method_class(cfg)(cfg, (1, 28, 28), Accelerator(cpu=True))
-    batches = cycle(_batches())
+    method = method_class(cfg)(cfg, (1, 28, 28), Accelerator(cpu=device == "cpu"))
+    batches = cycle([batch.to(device) for batch in _batches()])
     history = []
     for step in range(steps):
         stats = method.train_step(batches, step, with_grad_norms=True)
@@ -59,21 +59,23 @@ def _losses(config, overrides, steps=4):
     return history, method
 
 
-@pytest.mark.parametrize("config, extra", [
-    ("configs/fmnist/ddgan_js.yaml", ["divergence.r1_every=2"]),  # eager R1 passes and compiled ones
+@pytest.mark.parametrize("config, extra, steps", [
+    ("configs/fmnist/ddgan_js.yaml", ["divergence.r1_every=2"], 4),  # eager R1 passes and compiled ones
     # This tiny WGAN critic in the default layout is chaotic: in plain mode alone, a 1e-7
-    # relative change of its initial weights moves d_real by 1e-3 within 4 steps, so rounding
-    # cannot be told from a bug there. The earlier layout keeps such a change at 1e-6.
+    # relative change of its initial weights moves d_real by 6e-5 in 3 steps and 1e-3 in 4,
+    # so rounding cannot be told from a bug past 2 steps there. The earlier layout keeps such
+    # a change at 1e-6 for 4 steps.
+    ("configs/fmnist/ddgan_js.yaml", ["divergence.name=wgan-gp", "divergence.r1_gamma=0"], 2),
     ("configs/fmnist/ddgan_js.yaml", ["divergence.name=wgan-gp", "divergence.r1_gamma=0",
                                       "discriminator.stem_kernel=3", "discriminator.downsample_first=true",
                                       "discriminator.downsample=avgpool", "discriminator.head_activation=true",
-                                      "discriminator.near_zero_init=false"]),
-    ("configs/fmnist/ddpm.yaml", []),
-    ("configs/fmnist/edm.yaml", []),
+                                      "discriminator.near_zero_init=false"], 4),
+    ("configs/fmnist/ddpm.yaml", [], 4),
+    ("configs/fmnist/edm.yaml", [], 4),
 ])
-def test_fast_mode_trains_like_the_plain_mode(config, extra):
-    plain, plain_method = _losses(config, extra + PLAIN_OVERRIDES)
-    fast, fast_method = _losses(config, extra + FAST_ON_CPU)
+def test_fast_mode_trains_like_the_plain_mode(config, extra, steps):
+    plain, plain_method = _losses(config, extra + PLAIN_OVERRIDES, steps)
+    fast, fast_method = _losses(config, extra + FAST_ON_CPU, steps)
     compiled = [m for m in vars(fast_method).values() if isinstance(m, CompiledOrEager)]
     assert compiled and all(m.compiled is not None for m in compiled)  # no fallback happened
     assert plain[0].keys() == fast[0].keys()
@@ -140,3 +142,33 @@ def test_timestep_range_is_still_checked():
     process = ForwardProcess(3)
     with pytest.raises(ValueError, match="1..3"):
         process.q_sample(torch.zeros(2, 1), torch.tensor([1, 4]))
+
+
+@pytest.mark.parametrize("device, native, expected", [
+    ("cpu", True, "bf16"), ("cpu", False, "no"), ("cuda", True, "bf16"), ("cuda", False, "no")])
+def test_auto_mixed_precision_is_bf16_exactly_where_it_is_native(monkeypatch, device, native, expected):
+    """bf16 emulated on a CPU without AVX-512 BF16 or AMX ran a train step 24x slower than float32."""
+    import ddgan.speed as speed
+
+    monkeypatch.setattr(speed.torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(speed.torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(speed.torch.cuda, "is_bf16_supported", lambda: native)
+    assert speed.resolve_mixed_precision("auto", device) == expected
+    assert speed.resolve_mixed_precision("no", device) == "no"
+    assert speed.resolve_mixed_precision("bf16", device) == "bf16"
+    with pytest.raises(ValueError, match="train.mixed_precision must be auto, no or bf16"):
+        speed.resolve_mixed_precision("fp16", device)
+    assert load_config(REPO / "configs/tiny.yaml", PLAIN_OVERRIDES)["train"]["mixed_precision"] == "no"
+    assert load_config(REPO / "configs/tiny.yaml")["train"]["mixed_precision"] == "auto"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (scripts/gpu_check.sh runs it)")
+def test_fast_mode_trains_like_the_plain_mode_on_cuda():
+    """On a GPU the fast mode is the default (null switches); TF32 makes it agree to TF32 precision."""
+    config, extra = "configs/fmnist/ddgan_js.yaml", ["divergence.r1_every=2"]
+    plain, _ = _losses(config, extra + PLAIN_OVERRIDES, device="cuda")
+    fast, fast_method = _losses(config, extra, device="cuda")
+    assert all(fast_method.speed[name] for name in SWITCHES)
+    for plain_stats, fast_stats in zip(plain, fast):
+        for name, value in plain_stats.items():
+            assert fast_stats[name] == pytest.approx(value, rel=1e-2, abs=1e-4), name

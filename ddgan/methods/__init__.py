@@ -1,4 +1,5 @@
-"""Training methods, by the config's `method` key. Each supplies train_step, sample and state."""
+"""Training methods, by the config's `method` key. Each supplies its networks (build_network),
+train_step, sample_with, preview_steps, network_calls and its state dict."""
 from .ddgan import DDGAN
 from .ddpm import DDPM
 from .edm import EDM

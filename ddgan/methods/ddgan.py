@@ -153,6 +153,8 @@ class DDGAN:
         if cfg["generator"]["nz"] < 1:
             raise ValueError("DDGAN needs a latent: set generator.nz >= 1")
         d = cfg["divergence"]
+        if d["r1_gamma"] < 0:
+            raise ValueError(f"divergence.r1_gamma must be >= 0 (0 = no R1), got {d['r1_gamma']}")
         if d["r1_every"] < 1:
             raise ValueError(f"divergence.r1_every must be >= 1, got {d['r1_every']}")
         if d["r1_lazy_rule"] not in LAZY_R1_RULES:

@@ -31,6 +31,8 @@ class DDPM(DenoisingMethod):
     def check_config(cfg):
         DenoisingMethod.check_config(cfg)
         d = cfg["ddpm"]
+        if isinstance(d["num_steps"], bool) or d["num_steps"] < 1:
+            raise ValueError(f"ddpm.num_steps (DDPM's training T) must be >= 1, got {d['num_steps']!r}")
         if d["spacing"] not in SPACINGS:
             raise ValueError(f"ddpm.spacing must be one of {', '.join(SPACINGS)}, got {d['spacing']!r}")
         if d["variance"] not in ("beta", "posterior"):
@@ -49,7 +51,7 @@ class DDPM(DenoisingMethod):
     @staticmethod
     def network_calls(cfg, steps=None, sampler=None):
         """Network calls per image: K (default all T)."""
-        return steps or cfg["ddpm"]["num_steps"]
+        return cfg["ddpm"]["num_steps"] if steps is None else steps
 
     def __init__(self, cfg, image_shape, accelerator):
         super().__init__(cfg, image_shape, accelerator)
@@ -62,7 +64,8 @@ class DDPM(DenoisingMethod):
     def sample_with(network, cfg, image_shape, num, rng, steps=None, sampler=None):
         """K = steps network calls (default all T) with sampler 'ancestral' or 'ddim'."""
         process, d = build_ddpm_process(cfg), cfg["ddpm"]
-        selected = select_steps(process.num_steps, steps or process.num_steps, d["spacing"])
+        selected = select_steps(process.num_steps, process.num_steps if steps is None else steps,
+                                d["spacing"])
         x_T = torch.randn(num, *image_shape, device=rng.device, generator=rng)
         eps_model = lambda x, t: network(x, None, t)  # noqa: E731
         abar = process.alphas_cumprod.to(x_T.device)

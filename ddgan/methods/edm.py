@@ -20,6 +20,10 @@ def edm_loss(network, x0, P_mean=-1.2, P_std=1.2, sigma_data=0.5):
     return (per_sample(weight, x0) * (denoised.float() - x0) ** 2).mean()
 
 
+# N of the grids and the periodic evaluation when eval.steps is unset (see DDPM's PREVIEW_CALLS).
+PREVIEW_LEVELS = 10
+
+
 class EDM(DenoisingMethod):
     build_network = staticmethod(build_edm_network)
 
@@ -29,13 +33,14 @@ class EDM(DenoisingMethod):
 
     @staticmethod
     def preview_steps(cfg):
-        """N of the sample grids and the periodic evaluation: eval.steps, else edm.num_steps."""
-        return cfg["eval"]["steps"] or cfg["edm"]["num_steps"]
+        """N of the sample grids and the periodic evaluation: eval.steps, else min(10, N) noise
+        levels (19 Heun calls, as cheap as DDPM's 20)."""
+        return cfg["eval"]["steps"] or min(PREVIEW_LEVELS, cfg["edm"]["num_steps"])
 
     @staticmethod
     def network_calls(cfg, steps=None, sampler=None):
         """Network calls per image: 2N - 1 with Heun (the default), N with Euler."""
-        return nfe("edm", steps or cfg["edm"]["num_steps"], sampler or "heun")
+        return nfe("edm", cfg["edm"]["num_steps"] if steps is None else steps, sampler or "heun")
 
     @staticmethod
     def sample_with(network, cfg, image_shape, num, rng, steps=None, sampler=None):
@@ -44,6 +49,6 @@ class EDM(DenoisingMethod):
             raise ValueError(f"EDM samplers: heun, euler; got {sampler!r}")
         e = cfg["edm"]
         latents = torch.randn(num, *image_shape, device=rng.device, generator=rng)
-        return edm_sampler(network, latents, num_steps=steps or e["num_steps"],
+        return edm_sampler(network, latents, num_steps=e["num_steps"] if steps is None else steps,
                            sigma_min=e["sigma_min"], sigma_max=e["sigma_max"], rho=e["rho"],
                            second_order=sampler != "euler", rng=rng)

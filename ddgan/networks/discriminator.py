@@ -12,20 +12,13 @@ from einops import rearrange, repeat
 from torch import nn
 
 from .fir import FIRResample
-from .layers import TimeEmbedding
+from .layers import TimeEmbedding, check_choice
 
 NEAR_ZERO = 1e-5  # scale of a near-zero init: tiny weights still pass every layer a gradient
 
 
 def leaky_relu(x):
     return F.leaky_relu(x, 0.2)
-
-
-def check_choice(key, value, choices):
-    """A ValueError naming `key` unless `value` is one of `choices` (True is not 1 here)."""
-    if not any(type(value) is type(c) and value == c for c in choices):
-        raise ValueError(f"discriminator.{key} must be one of {', '.join(map(repr, choices))}, "
-                         f"got {value!r}")
 
 
 def near_zero_(conv):
@@ -95,19 +88,24 @@ class Discriminator(nn.Module):
     downsample: "avgpool" or "fir", how and where a block halves it (DownBlock).
     head_activation: a leaky ReLU on the last block's output, before minibatch std and conv_out.
     near_zero_init: conv2 of every block and conv_out start near zero.
+    floor_odd_sizes: halve an odd size by dropping its last row and column instead of
+        refusing it (only for runs saved with the earlier layout, which did so at 28x28).
     """
 
     def __init__(self, image_size, in_channels, base_channels=64, channel_mult=(1, 2, 4),
                  t_emb_dim=128, minibatch_std_group=0, stem_kernel=3, downsample_first=True,
-                 downsample="avgpool", head_activation=True, near_zero_init=False):
+                 downsample="avgpool", head_activation=True, near_zero_init=False,
+                 floor_odd_sizes=False):
         super().__init__()
-        check_choice("stem_kernel", stem_kernel, (3, 1))
-        check_choice("downsample_first", downsample_first, (True, False))
-        check_choice("downsample", downsample, ("avgpool", "fir"))
-        check_choice("head_activation", head_activation, (True, False))
-        check_choice("near_zero_init", near_zero_init, (True, False))
+        for key, value, choices in [("stem_kernel", stem_kernel, (3, 1)),
+                                    ("downsample_first", downsample_first, (True, False)),
+                                    ("downsample", downsample, ("avgpool", "fir")),
+                                    ("head_activation", head_activation, (True, False)),
+                                    ("near_zero_init", near_zero_init, (True, False)),
+                                    ("floor_odd_sizes", floor_odd_sizes, (True, False))]:
+            check_choice(f"discriminator.{key}", value, choices)
         halvings = len(channel_mult) - (0 if downsample_first else 1)
-        if image_size % 2 ** halvings:  # an odd side would lose its last row and column
+        if image_size % 2 ** halvings and not floor_odd_sizes:  # an odd side would lose a row and a column
             raise ValueError(
                 f"image_size {image_size} cannot be halved {halvings} times "
                 f"(channel_mult={list(channel_mult)}, downsample_first={downsample_first}); "

@@ -12,9 +12,12 @@ from torch import nn
 
 def fir_kernel_2d(kernel):
     """The normalised 2-D filter [k, k] of a 1-D kernel (a list of numbers)."""
-    k = torch.as_tensor(kernel, dtype=torch.float32)
-    if k.ndim != 1 or len(k) % 2:
-        raise ValueError(f"a FIR kernel is a 1-D list of an even number of taps, got {kernel!r}")
+    taps = [float(tap) for tap in kernel]
+    if len(taps) % 2 or taps != taps[::-1]:
+        # Symmetric, as convolution (upfirdn2d) and correlation (conv2d) then agree.
+        raise ValueError(f"a FIR kernel is a symmetric 1-D list of an even number of taps, "
+                         f"got {kernel!r}")
+    k = torch.tensor(taps)
     k = torch.outer(k, k)
     return k / k.sum()
 

@@ -9,6 +9,12 @@ from torch import nn
 from .fir import FIRResample, fir_filter, fir_kernel_2d
 
 
+def check_choice(key, value, choices):
+    """A ValueError naming `key` unless `value` is one of `choices` (True is not 1 here)."""
+    if not any(type(value) is type(c) and value == c for c in choices):
+        raise ValueError(f"{key} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
 def timestep_embedding(t, dim, max_period=10000.0):
     """Sinusoidal embedding [B, dim] of a time or noise label t [B] (integer or real)."""
     half = dim // 2

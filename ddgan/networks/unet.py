@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import AdaptiveGroupNorm, Downsample, ResBlock, TimeEmbedding, Upsample
+from .layers import AdaptiveGroupNorm, Downsample, ResBlock, TimeEmbedding, Upsample, check_choice
 
 CHOICES = {
     "resample": ("conv", "resblock"),
@@ -39,13 +39,6 @@ def mapping_network(nz, z_emb_dim, n_mlp):
     return nn.Sequential(*layers)
 
 
-def check_choices(**options):
-    for key, value in options.items():
-        if value not in CHOICES[key]:
-            valid = ", ".join(repr(c) for c in CHOICES[key])
-            raise ValueError(f"generator option {key} must be one of {valid}; got {value!r}")
-
-
 def embedding_call(layer, h, emb, style):
     """Residual blocks (resampling ones included) take the embeddings; conv resamplers do not."""
     return layer(h, emb, style) if isinstance(layer, ResBlock) else layer(h)
@@ -58,8 +51,9 @@ class UNet(nn.Module):
                  resample="conv", fir_kernel=(1, 3, 3, 1), progressive_input="none",
                  decoder_attention="every_block", output_norm="adaptive", zero_init_output=False):
         super().__init__()
-        check_choices(resample=resample, progressive_input=progressive_input,
-                      decoder_attention=decoder_attention, output_norm=output_norm)
+        for key, value in [("resample", resample), ("progressive_input", progressive_input),
+                           ("decoder_attention", decoder_attention), ("output_norm", output_norm)]:
+            check_choice(f"generator.{key}", value, CHOICES[key])
         if image_size % 2 ** (len(channel_mult) - 1):
             raise ValueError(
                 f"image_size {image_size} cannot be halved {len(channel_mult) - 1} times "
