@@ -124,6 +124,24 @@ def test_a_run_saved_before_the_new_discriminator_layout_keeps_its_own(fake_fmni
     assert generate(run / "checkpoints/last.pt", 2).shape == (2, 1, 28, 28)
 
 
+def test_a_baseline_saved_before_a_ddgan_key_existed_still_resumes(fake_fmnist, tmp_path):
+    """Another method's sections may differ on resume (a DDPM has no discriminator), while the
+    sections it uses are still checked."""
+    baseline = ["method=ddpm", "generator.nz=0", "generator.tanh_output=false", "ddpm.num_steps=20",
+                "eval.steps=2", "train.ckpt_every=2"]
+    run = tmp_path / "run"
+    train(fast_config(fake_fmnist, run, "train.max_steps=2", *baseline))
+    text = (run / "config.yaml").read_text()  # as saved before the discriminator layout keys
+    (run / "config.yaml").write_text("".join(line for line in text.splitlines(True)
+                                             if line.strip().split(":")[0] not in
+                                             ("stem_kernel", "downsample", "near_zero_init")))
+    with pytest.raises(ValueError, match="ddpm.num_steps"):
+        train(fast_config(fake_fmnist, run, "train.max_steps=4", *baseline, "ddpm.num_steps=30"),
+              resume=True)
+    train(fast_config(fake_fmnist, run, "train.max_steps=4", *baseline), resume=True)
+    assert checkpoint.load(run / "checkpoints/last.pt")["step"] == 4
+
+
 def pooled_features(images):
     """7x7 average-pooled pixels: a cheap, fixed feature space for a before/after comparison."""
     return F.adaptive_avg_pool2d(images.float(), 7).flatten(1)

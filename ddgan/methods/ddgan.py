@@ -117,6 +117,7 @@ def build_divergence(cfg):
 
 class DDGAN:
     """A DDGAN run's trainable state: G, D, their optimisers, G's EMA, the divergence."""
+    unused_sections = ("ddpm", "edm")  # config sections of other methods
 
     def __init__(self, cfg, image_shape, accelerator):
         self.accelerator, self.cfg = accelerator, cfg

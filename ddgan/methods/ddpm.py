@@ -26,6 +26,7 @@ def ddpm_loss(network, process, x0):
 
 class DDPM(DenoisingMethod):
     build_network = staticmethod(build_unet)
+    unused_sections = DenoisingMethod.unused_sections + ("edm",)
 
     @staticmethod
     def check_config(cfg):

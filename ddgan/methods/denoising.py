@@ -11,6 +11,7 @@ from .common import grad_norm, make_ema, optimizer_step
 
 class DenoisingMethod:
     batches_per_step = 1
+    unused_sections = ("diffusion", "discriminator", "divergence")  # DDGAN's; a subclass adds the other baselines'
 
     def __init__(self, cfg, image_shape, accelerator):
         self.check_config(cfg)

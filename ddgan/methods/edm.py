@@ -26,6 +26,7 @@ PREVIEW_LEVELS = 10
 
 class EDM(DenoisingMethod):
     build_network = staticmethod(build_edm_network)
+    unused_sections = DenoisingMethod.unused_sections + ("ddpm",)
 
     def loss(self, network, x0):
         e = self.cfg["edm"]
