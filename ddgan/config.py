@@ -199,6 +199,13 @@ def parse_override(text):
     return nested
 
 
+def check_count(name, value, minimum=1):
+    """Raise ValueError unless value is an integer >= minimum (True is an int to Python, and
+    a silent mistake as a count)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
 def load_config(path=None, overrides=()):
     """DEFAULTS, updated by the YAML file at `path`, then by 'key=value' overrides."""
     cfg = copy.deepcopy(DEFAULTS)

@@ -5,13 +5,7 @@ per-step array is step t = i + 1; abar_0 = 1, so x_0 is the clean image.
 """
 import torch
 
-
-def _check_num_steps(num_steps):
-    # bool is an int subclass; True steps would be a silent mistake.
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(
-            f"num_steps (T) must be an integer >= 1, got {num_steps!r}"
-        )
+from .config import check_count
 
 
 def per_sample(values, x):
@@ -23,7 +17,7 @@ class ForwardProcess:
     """q(x_t | x_{t-1}) = N(sqrt(1 - beta_t) x_{t-1}, beta_t I), t = 1..T."""
 
     def __init__(self, num_steps, beta_min=0.1, beta_max=20.0, eps=1e-3):
-        _check_num_steps(num_steps)
+        check_count("num_steps (T)", num_steps)
         # The schedule is computed in float64 and stored in float32.
         s = eps + (1 - eps) * torch.arange(num_steps + 1, dtype=torch.float64) / num_steps
         abar_vp = torch.exp(-0.5 * s**2 * (beta_max - beta_min) - s * beta_min)

@@ -1,6 +1,8 @@
 """Samplers: plain functions over a network callable, as the papers write them."""
 import torch
 
+from .config import check_count
+
 
 def nfe(method, steps, sampler):
     """Network calls per sample: DDGAN's T, DDPM's K, or EDM's 2N - 1 with Heun (N with Euler)."""
@@ -145,8 +147,7 @@ def edm_sampler(denoiser, latents, num_steps=18, sigma_min=0.002, sigma_max=80.0
     denoiser(x, sigma) returns D(x; sigma) for sigma of shape [B]; latents ~ N(0, I) are
     scaled by sigma_max. NFE = 2 num_steps - 1 (num_steps with second_order=False).
     """
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"EDM's number of noise levels N must be an integer >= 1, got {num_steps!r}")
+    check_count("EDM's number of noise levels N", num_steps)
     sigmas = edm_sigmas(num_steps, sigma_min, sigma_max, rho).tolist()
     x = latents.double() * sigmas[0]
 

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from divergences import get_divergence
 
-from .config import DEFAULTS
+from .config import DEFAULTS, check_count
 from .diffusion import ForwardProcess
 from .files import atomic_write, check_writable
 from .methods import METHODS
@@ -96,8 +96,7 @@ def run_toy(data="25gaussians", divergence="js", steps=4, out=None, iters=None, 
     hp = {**TOY_DEFAULTS, **BASELINE_DEFAULTS.get(method, {}), **overrides}
     if iters is not None:
         hp["iters"] = iters
-    if isinstance(hp["iters"], bool) or not isinstance(hp["iters"], int) or hp["iters"] < 1:
-        raise ValueError(f"iters must be an integer >= 1, got {hp['iters']!r}")
+    check_count("iters", hp["iters"])
     if out is not None:
         out = Path(out)
         if (out / "metrics.json").exists() and not overwrite:
@@ -164,9 +163,7 @@ class ToyDDGAN:
                              f"{self.div.n_critic} per generator step, so iters must be >= "
                              f"{self.div.n_critic}, got {hp['iters']}")
         self.schedulers = cosine_schedules([self.opt_g, self.opt_d], hp, self.num_updates)
-        r1_every = hp["r1_every"]
-        if isinstance(r1_every, bool) or not isinstance(r1_every, int) or r1_every < 1:
-            raise ValueError(f"r1_every must be an integer >= 1, got {r1_every!r}")
+        check_count("r1_every", hp["r1_every"])
         if hp["r1_gamma"] < 0:
             raise ValueError(f"r1_gamma must be >= 0 (0 = no R1), got {hp['r1_gamma']}")
         self.r1_gamma = 0.0 if self.div.gp_weight else hp["r1_gamma"]
