@@ -4,7 +4,8 @@ A benchmark, not a test. Each timing is taken over `repeats` synchronised calls 
 `warmup` calls and reported as the median with its minimum and maximum. Training runs
 the method's real train_step (D and G steps with lazy R1, EMA, schedules) on random
 images held on the device, so data loading is not measured; one timed call is a whole
-lazy-R1 cycle of steps, so that its R1 passes are timed as often as they run. Sampling
+cycle of the method's steps (its cycle(): DDGAN's lazy-R1 pattern), so that its R1 passes
+are timed as often as they run. Sampling
 runs the method's sampler on EMA-shaped networks with random weights (speed does not
 depend on the weights).
 
@@ -14,7 +15,6 @@ dtype measured by a matmul probe in the same run, and the utilisation: nanoGPT's
 with a measured rather than a quoted peak.
 """
 import json
-import math
 import platform
 import statistics
 import time
@@ -28,7 +28,6 @@ from torch.utils.flop_counter import flop_registry
 
 from .config import load_config
 from .methods import method_class
-from .samplers import nfe
 from .speed import (PLAIN_OVERRIDES, compiled, launch_device, resolve, resolve_mixed_precision,
                     set_backend_flags)
 
@@ -105,13 +104,6 @@ class RandomBatches:
         return self.batch
 
 
-def lazy_cycle(cfg, d_steps_per_step):
-    """Training steps after which the lazy R1 pattern repeats (1 without R1)."""
-    if cfg["method"] != "ddgan" or not cfg["divergence"]["r1_gamma"]:
-        return 1
-    return math.lcm(cfg["divergence"]["r1_every"], d_steps_per_step) // d_steps_per_step
-
-
 def measured_row(fn, per_call, device, warmup, repeats, peak, **row):
     """A row: fn's timing and FLOPs, each divided by `per_call` (the steps one fn() holds)."""
     timing = {k: v / per_call for k, v in timed(fn, device, warmup, repeats).items()}
@@ -131,13 +123,13 @@ def bench_config(cfg, accelerator, steps, sample_batches, warmup, repeats, peaks
     method = method_cls(cfg, shape, accelerator)
     batch = cfg["train"]["batch_size"]
     batches, step = RandomBatches(batch, shape, device), count()
-    cycle = lazy_cycle(cfg, method.batches_per_step)
+    cycle = method.cycle()
 
     def train_cycle():
         for _ in range(cycle):
             method.train_step(batches, next(step))
 
-    name = cfg["method"] if cfg["method"] != "ddgan" else f"ddgan {cfg['divergence']['name']}"
+    name = " ".join([cfg["method"], *method_cls.labels(cfg).values()])
     network = method.ema.module.eval()  # the sampled network: G, or the denoiser
     params = sum(p.numel() for p in network.parameters())
     common = {"method": name, "params_m": params / 1e6}
@@ -145,21 +137,19 @@ def bench_config(cfg, accelerator, steps, sample_batches, warmup, repeats, peaks
                          what="train", batch=batch * method.batches_per_step, steps=None, nfe=None)]
     network = compiled(network, method.speed)  # the EMA is channels_last already
 
-    sampler = {"ddgan": None, "ddpm": "ddim", "edm": "heun"}[cfg["method"]]
+    sampler = method_cls.default_sampler()
     for k in steps:
-        run_cfg = cfg
-        if cfg["method"] == "ddgan":  # T is part of the model: sample as a run trained with T = k would
-            run_cfg = {**cfg, "diffusion": {**cfg["diffusion"], "num_steps": k}}
+        run_cfg = method_cls.config_for_steps(cfg, k)  # a run that samples with k steps
         for sample_batch in sample_batches:
             rng = torch.Generator(device).manual_seed(0)
 
             @torch.no_grad()
             def draw():
-                method_cls.sample_with(network, run_cfg, shape, sample_batch, rng,
-                                       steps=None if cfg["method"] == "ddgan" else k, sampler=sampler)
+                method_cls.sample_with(network, run_cfg, shape, sample_batch, rng, steps=k,
+                                       sampler=sampler)
             rows.append(measured_row(draw, 1, device, warmup, repeats, peaks["sample"], **common,
-                                     what=f"sample ({sampler or 'ddgan'})", batch=sample_batch,
-                                     steps=k, nfe=nfe(cfg["method"], k, sampler or "ddgan")))
+                                     what=f"sample ({sampler})", batch=sample_batch, steps=k,
+                                     nfe=method_cls.network_calls(run_cfg, k, sampler)))
     return rows
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from divergences import DIVERGENCES
 
+from .methods import METHODS
+
 PLAIN_HELP = ("turn the fast mode off (TF32, cuDNN autotuning, channels_last, fused Adam, "
               "torch.compile; on by default with a GPU, see docs/PERFORMANCE.md)")
 
@@ -171,7 +173,7 @@ def build_parser():
                        "mixture of Gaussians and write DIR/metrics.json (modes covered, "
                        "high-quality fraction) and DIR/samples.png.")
     p.add_argument("--data", default="25gaussians", choices=["25gaussians", "8gaussians"])
-    p.add_argument("--method", default="ddgan", choices=["ddgan", "ddpm", "edm"])
+    p.add_argument("--method", default="ddgan", choices=list(METHODS))
     p.add_argument("--divergence", default="js", choices=list(DIVERGENCES), help="DDGAN only")
     p.add_argument("--steps", type=at_least(1), default=4,
                    help="DDGAN: T; DDPM: network calls K (trained at T = 1000); EDM: noise levels N")

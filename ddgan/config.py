@@ -1,7 +1,8 @@
 """Configuration: one nested dict of defaults, a YAML file over it, dotted overrides on top.
 
-Every key a run may use is listed in DEFAULTS; a key that is not is an error
-naming it, so a typo never silently trains the wrong model.
+Every key a run may use is listed in defaults(): the shared sections of DEFAULTS
+and the sections each registered method owns (its class's `sections`). A key that
+is not is an error naming it, so a typo never silently trains the wrong model.
 """
 import copy
 
@@ -10,7 +11,7 @@ import yaml
 from .files import atomic_write
 
 DEFAULTS = {
-    "method": "ddgan",           # ddgan | ddpm | edm
+    "method": "ddgan",           # a name in ddgan.methods.METHODS
     "data": {
         "name": "fmnist",        # fmnist | cifar10 | imagefolder
         "root": None,            # folder with the data; else $DDGAN_DATA; else download
@@ -18,31 +19,7 @@ DEFAULTS = {
         "random_flip": None,     # null = on for cifar10 and imagefolder, off for fmnist
         "on_device": True,       # hold the whole dataset on the accelerator as one tensor
     },
-    "diffusion": {
-        "num_steps": 4,          # T
-        "beta_min": 0.1,
-        "beta_max": 20.0,
-        "eps": 1e-3,             # first observed time of the VP SDE
-    },
-    "ddpm": {                    # method ddpm only
-        "num_steps": 1000,
-        "beta_start": 1e-4,
-        "beta_end": 0.02,
-        "variance": "posterior",  # ancestral sampling: beta | posterior
-        "spacing": "uniform",     # step selection with fewer calls: uniform | leading | quadratic
-        "eta": 0.0,               # DDIM
-        "clip_x0": True,          # clip the predicted x_0 to [-1, 1] when sampling (Ho's code)
-    },
-    "edm": {                     # method edm only
-        "sigma_data": 0.5,
-        "P_mean": -1.2,
-        "P_std": 1.2,
-        "num_steps": 18,          # sampling: N noise levels, NFE 2N - 1
-        "sigma_min": 0.002,
-        "sigma_max": 80.0,
-        "rho": 7.0,
-    },
-    "generator": {
+    "generator": {               # the U-Net: DDGAN's generator, the baselines' network
         "base_channels": 64,
         "channel_mult": [1, 2, 2],
         "num_res_blocks": 2,
@@ -59,29 +36,6 @@ DEFAULTS = {
         "decoder_attention": "every_block",  # every_block | once_per_level
         "output_norm": "adaptive",  # adaptive (AdaGN with z) | plain (GroupNorm)
         "zero_init_output": False,  # output conv starts at zero
-    },
-    # D: the DDGAN authors' block layout; at 28x28 its blocks run at 28, 28 -> 14, 14 -> 7
-    # (a third halving would take 7 to 3 and drop a row and a column). The Discriminator class's
-    # own defaults are this project's earlier layout: stem_kernel 3, downsample_first true,
-    # downsample avgpool, head_activation true, near_zero_init false.
-    "discriminator": {
-        "base_channels": 64,
-        "channel_mult": [1, 2, 4],
-        "t_emb_dim": 128,
-        "minibatch_std_group": 0,  # 0 = off; > 0 breaks per-sample penalties, see README
-        "stem_kernel": 1,          # 3 | 1: the stem conv to base_channels
-        "downsample_first": False,  # does the first block halve the resolution (later ones do)
-        "downsample": "fir",       # avgpool: 2x2 mean after conv2 | fir: [1, 3, 3, 1] blur before conv2
-        "head_activation": False,  # leaky ReLU on the last block's output before minibatch std
-        "near_zero_init": True,    # conv2 of every block and conv_out start near zero
-        "floor_odd_sizes": False,  # true: halve 7 to 3 as runs saved before this key did
-    },
-    "divergence": {
-        "name": "js",            # js | hellinger | rkl | tv | wgan-gp
-        "options": {},           # passed to divergences.get_divergence (generator_loss, n_critic, gp_weight)
-        "r1_gamma": 0.02,        # R1 weight gamma; the penalty is gamma / 2 * E||grad||^2
-        "r1_every": 1,           # lazy R1: every k discriminator steps
-        "r1_lazy_rule": "stylegan2",  # stylegan2: weight k gamma / 2 there | ddgan: gamma / 2 (authors' code)
     },
     "optim": {
         "lr_g": 1.6e-4,          # the generator's, or the ddpm/edm network's
@@ -206,9 +160,19 @@ def check_count(name, value, minimum=1):
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
-def load_config(path=None, overrides=()):
-    """DEFAULTS, updated by the YAML file at `path`, then by 'key=value' overrides."""
+def defaults():
+    """A fresh copy of every default: DEFAULTS and the registered methods' sections."""
+    from .methods import METHODS  # here, not at the top: the methods import this module
+
     cfg = copy.deepcopy(DEFAULTS)
+    for method in METHODS.values():
+        cfg.update(copy.deepcopy(method.sections))
+    return cfg
+
+
+def load_config(path=None, overrides=()):
+    """defaults(), updated by the YAML file at `path`, then by 'key=value' overrides."""
+    cfg = defaults()
     if path is not None:
         _merge(cfg, read_yaml_mapping(path))
     for text in overrides:
@@ -216,27 +180,27 @@ def load_config(path=None, overrides=()):
     return cfg
 
 
-# Keys added after runs were saved without them, with the value that reproduces how those
-# runs trained (where the new default would change it): a saved config missing one gets this.
+# Shared keys added after runs were saved without them, with the value that reproduces how
+# those runs trained (where the new default would change it): a saved config missing one gets
+# this. A method lists its own sections' in its class's legacy_values.
 LEGACY_VALUES = {
     ("optim", "ema_warmup"): False,  # the EMA was constant
-    ("discriminator", "stem_kernel"): 3,  # D had the earlier layout
-    ("discriminator", "downsample_first"): True,
-    ("discriminator", "downsample"): "avgpool",
-    ("discriminator", "head_activation"): True,
-    ("discriminator", "near_zero_init"): False,
-    ("discriminator", "floor_odd_sizes"): True,  # and halved 7 to 3 at 28x28
 }
 
 
 def saved_config(saved):
-    """A run's saved config (a dict from its config.yaml or checkpoint), resolved as DEFAULTS
+    """A run's saved config (a dict from its config.yaml or checkpoint), resolved as defaults()
     would resolve it, except that keys it predates take their LEGACY_VALUES."""
+    from .methods import METHODS
+
     saved = copy.deepcopy(saved)
-    for (section, key), value in LEGACY_VALUES.items():
+    legacy = dict(LEGACY_VALUES)
+    for method in METHODS.values():
+        legacy.update(method.legacy_values)
+    for (section, key), value in legacy.items():
         if section in saved and key not in saved[section]:
             saved[section][key] = value
-    cfg = copy.deepcopy(DEFAULTS)
+    cfg = defaults()
     _merge(cfg, saved)
     return cfg
 

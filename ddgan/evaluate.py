@@ -1,8 +1,8 @@
 """`ddgan eval`: run directories -> quality against network calls, as CSV rows.
 
-One row per (run, sampler, step count): DDGAN at its trained T (a sweep over T
-is a set of runs), DDPM at each K and sampler asked for, EDM at each N
-(NFE = 2N - 1 with Heun). Each row records the metric values, the feature
+One row per (run, sampler, step count), as the run's method plans it: DDGAN at
+its trained T (a sweep over T is a set of runs), DDPM at each K and sampler asked
+for, EDM at each N (NFE = 2N - 1 with Heun). Each row records the metric values, the feature
 network and its hash, the sample count, the seed, the NFE and the sampling
 throughput measured while generating. The same functions serve the periodic
 evaluation during training (train.py), which appends to the run's eval.csv.
@@ -23,8 +23,8 @@ from .data import data_label, load_images
 from .device import resolve_device
 from .files import append_text, atomic_write, check_writable
 from .generate import ema_network, sample_images
+from .methods import METHODS, get_method
 from .metrics import check_metrics, check_sample_count, compute_metrics, quantise, resolve_extractor
-from .samplers import nfe
 from .speed import sampling_network
 
 RESULT_COLUMNS = ["run", "method", "divergence", "sampler", "steps", "nfe", "metric_name", "fd",
@@ -34,34 +34,34 @@ RESULT_COLUMNS = ["run", "method", "divergence", "sampler", "steps", "nfe", "met
 METRIC_COLUMNS = ["fd", "kid", "kid_std", "precision", "recall"]
 PERIODIC_COLUMNS = ["step", "images_seen", "train_seconds", "metric_name", "fd", "n_samples", "nfe",
                     "extractor", "extractor_hash"]
-SAMPLERS = {"ddgan": ["ddgan"], "ddpm": ["ancestral", "ddim"], "edm": ["heun", "euler"]}
-DEFAULT_SAMPLERS = {"ddgan": ["ddgan"], "ddpm": ["ancestral", "ddim"], "edm": ["heun"]}
 GRID_SIZE = 64
 
 
 def plan(cfg, run, steps=None, samplers=None):
-    """[(sampler, steps)] to evaluate for a run's config; bad requests fail here, before any work."""
-    method = cfg["method"]
-    if method == "ddgan":
-        trained = cfg["diffusion"]["num_steps"]
-        if steps and trained not in steps:
-            raise ValueError(f"{run} is a DDGAN trained with T = {trained}: it samples with "
-                             f"{trained} steps only, not --steps {' '.join(map(str, steps))}. "
-                             f"Include {trained}, or drop --steps (a sweep over T is a set of runs).")
-        return [("ddgan", trained)]
-    chosen = [s for s in (samplers or DEFAULT_SAMPLERS[method]) if s in SAMPLERS[method]]
-    if not chosen:
-        raise ValueError(f"{run} is a {method.upper()} run: its samplers are "
-                         f"{', '.join(SAMPLERS[method])}; --samplers gave {', '.join(samplers)}")
-    if method == "ddpm":
-        limit = cfg["ddpm"]["num_steps"]
-        counts = steps or [limit]
-        if max(counts) > limit or min(counts) < 1:
-            raise ValueError(f"{run} is a DDPM with T = {limit}: --steps (K) must lie in 1..{limit}")
+    """[(sampler, steps)] to evaluate for a run's config; bad requests fail here, before any work.
+
+    samplers: names asked for; a run keeps those its method has (all of them where it has
+    only one) and refuses a request of none. steps: the counts asked for (default the
+    method's default_steps), which the method checks.
+    """
+    method = get_method(cfg["method"])
+    if samplers:
+        chosen = [s for s in samplers if s in method.samplers]
+        if not chosen and len(method.samplers) == 1:  # nothing to choose
+            chosen = list(method.samplers)
+        if not chosen:
+            raise ValueError(f"{run} is a {method.name.upper()} run: its samplers are "
+                             f"{', '.join(method.samplers)}; --samplers gave {', '.join(samplers)}")
     else:
-        counts = steps or [cfg["edm"]["num_steps"]]
-        if min(counts) < 1:
-            raise ValueError(f"{run} is an EDM run: --steps (N noise levels) must be >= 1")
+        chosen = list(method.eval_samplers or [method.default_sampler()])
+    counts = list(steps or [method.default_steps(cfg)])
+    if method.steps_trained and steps:  # a mixed evaluation asks other runs for other counts
+        counts = [k for k in counts if k == method.default_steps(cfg)] or counts
+    try:
+        method.check_steps(cfg, counts)
+    except ValueError as error:
+        raise ValueError(f"{run}: {error}; give --steps the run can sample with"
+                         + (", or drop --steps" if method.steps_trained else "")) from None
     return [(sampler, k) for sampler in chosen for k in counts]
 
 
@@ -91,10 +91,10 @@ def evaluate_runs(run_dirs, extractor_spec, steps=None, samplers=None, num_sampl
     check_sample_count(metrics, num_samples)
     if grid_dir is not None:
         check_writable(grid_dir, "the grids' folder beside --out")
-    known = {name for names in SAMPLERS.values() for name in names}
+    known = {name for method in METHODS.values() for name in method.samplers}
     if samplers and set(samplers) - known:
         raise ValueError(f"unknown sampler(s) {sorted(set(samplers) - known)}; valid: "
-                         f"{', '.join(sorted(known - {'ddgan'}))}")
+                         f"{', '.join(sorted(known))}")
     extractor = resolve_extractor(extractor_spec, inception_weights)
     jobs = []
     for run in map(Path, run_dirs):
@@ -120,11 +120,9 @@ def evaluate_runs(run_dirs, extractor_spec, steps=None, samplers=None, num_sampl
             references[key] = images, reference_name(images)
         reference, name = references[key]
         for sampler, count in todo:
-            baseline = cfg["method"] != "ddgan"
             draw = lambda num, rng, progress=None: sample_images(  # noqa: E731
                 network, method, cfg, state["image_shape"], num, rng, batch_size,
-                steps=count if baseline else None, sampler=sampler if baseline else None,
-                progress=progress)
+                steps=count, sampler=sampler, progress=progress)
             # Warm-up, at each batch size the draw uses: a compiled network compiles here.
             for size in {min(batch_size, num_samples), num_samples % batch_size} - {0}:
                 draw(size, torch.Generator(device).manual_seed(seed))
@@ -142,8 +140,8 @@ def evaluate_runs(run_dirs, extractor_spec, steps=None, samplers=None, num_sampl
                 save_image(images[:GRID_SIZE], grid, nrow=8, normalize=True, value_range=(-1, 1))
             rows.append({
                 "run": str(run), "method": cfg["method"],
-                "divergence": cfg["divergence"]["name"] if cfg["method"] == "ddgan" else "",
-                "sampler": sampler, "steps": count, "nfe": nfe(cfg["method"], count, sampler),
+                "divergence": method.labels(cfg).get("divergence", ""),
+                "sampler": sampler, "steps": count, "nfe": method.network_calls(cfg, count, sampler),
                 "metric_name": extractor.metric_name, **dict.fromkeys(METRIC_COLUMNS), **values,
                 "n_samples": num_samples,
                 "extractor": extractor.label, "extractor_hash": extractor.hash,
@@ -226,22 +224,23 @@ def write_results(rows, out_json):
 def periodic_nfe(method, cfg):
     """Network calls per sample of the periodic evaluation and the grids, with the method's
     default sampler (DDPM ancestral, EDM Heun)."""
-    return method.network_calls(cfg, method.preview_steps(cfg))
+    return method.network_calls(cfg, method.preview_steps(cfg), method.default_sampler())
 
 
 @torch.no_grad()
 def periodic_fd(network, method, cfg, image_shape, reference, extractor, num_samples, seed,
                 batch_size, reference_cache_name):
     """The run's metric on num_samples EMA samples (fixed seed), for the training curves;
-    with the method's preview steps (DDGAN's T; DDPM's and EDM's eval.steps, see their
-    preview_steps)."""
+    with the method's preview steps and default sampler (DDGAN's T; DDPM's and EDM's
+    eval.steps, see their preview_steps)."""
     device = next(network.parameters()).device
     # torch-fidelity builds networks and loaders from the global generators: fork them, so
     # that evaluating (or not) leaves the training's random draws unchanged.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         rng = torch.Generator(device).manual_seed(seed)
         images = sample_images(network, method, cfg, image_shape, num_samples, rng, batch_size,
-                               steps=method.preview_steps(cfg), progress="periodic evaluation")
+                               steps=method.preview_steps(cfg), sampler=method.default_sampler(),
+                               progress="periodic evaluation")
         return compute_metrics(quantise(images), reference, extractor, ("fid",),
                                reference_name=reference_cache_name, batch_size=batch_size,
                                seed=seed, cuda=device.type == "cuda", progress=True)["fd"]

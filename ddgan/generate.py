@@ -4,14 +4,14 @@ from tqdm import tqdm
 
 from . import checkpoint
 from .device import resolve_device
-from .methods import METHODS
+from .methods import get_method
 from .methods.common import ema_weights
 
 
 def ema_network(state, device="cpu"):
     """(network with the EMA weights, method class) of a loaded checkpoint."""
     cfg = state["config"]
-    method = METHODS[cfg["method"]]
+    method = get_method(cfg["method"])
     network = method.build_network(cfg, state["image_shape"])
     network.load_state_dict(ema_weights(state["method"]["ema"]))
     return network.to(device).eval().requires_grad_(False), method
@@ -57,8 +57,9 @@ def sample_images(network, method, cfg, image_shape, num, rng, batch_size=256, s
 def generate(path, num, seed=0, batch_size=256, device=None, steps=None, sampler=None):
     """`num` images from the checkpoint at `path`.
 
-    steps / sampler: DDPM's K and 'ancestral' | 'ddim'; EDM's N and 'heun' | 'euler';
-    a DDGAN samples with its trained T.
+    steps / sampler: as the run's method counts and names them (its steps_symbol and
+    samplers: DDPM's K and 'ancestral' | 'ddim', EDM's N and 'heun' | 'euler'); a DDGAN
+    samples with its trained T.
     """
     device = resolve_device(device)
     network, method, state = load_ema_network(path, device)

@@ -21,12 +21,12 @@ from pathlib import Path
 from .evaluate import RESULT_COLUMNS as COLUMNS
 from .evaluate import read_csv_rows
 from .files import check_writable
+from .methods import METHODS
 
 REQUIRED = {"run", "method", "sampler", "steps", "nfe", "metric_name", "fd"}
 INTEGERS = {"step", "steps", "nfe", "n_samples", "seed", "ckpt_step", "images_seen"}
 FLOATS = {"fd", "kid", "kid_std", "precision", "recall", "img_per_s", "train_seconds", "wall_seconds"}
 DECIMALS = {"fd": 2, "kid": 4, "kid_std": 4, "precision": 3, "recall": 3, "img_per_s": 1}
-STEP_SYMBOL = {"ddgan": "T", "ddpm": "K", "edm": "N"}  # what `steps` counts for each method
 NO_EVAL_CSV = "no periodic evaluation found (set eval.every_images in the config)"
 
 
@@ -92,7 +92,19 @@ def sample_counts(rows):
 
 def variant(row):
     """What distinguishes results of one method: DDGAN's divergence, or a baseline's sampler."""
-    return row["divergence"] if row["method"] == "ddgan" else row["sampler"]
+    return row["divergence"] or row["sampler"]
+
+
+def steps_trained(row):
+    """Whether the row's steps were fixed at training (DDGAN's T), so a sweep over them is a
+    set of runs; rows of a method not registered here count as sampled at any steps."""
+    method = METHODS.get(row["method"])
+    return method is not None and method.steps_trained
+
+
+def steps_symbol(row):
+    method = METHODS.get(row["method"])
+    return "steps" if method is None else method.steps_symbol
 
 
 def _collide(rows, run_key):
@@ -103,7 +115,7 @@ def _collide(rows, run_key):
 
 def _sweep(row):
     """The runs that make one curve: a DDGAN's sweep folder (one run per T), a baseline's run."""
-    return str(Path(row["run"]).parent) if row["method"] == "ddgan" else row["run"]
+    return str(Path(row["run"]).parent) if steps_trained(row) else row["run"]
 
 
 def label_curves(rows):
@@ -212,16 +224,16 @@ def plot_fd_vs_nfe(rows, metric, colours, path):
 
 
 def plot_divergence_comparison(rows, metric, colours, path):
-    ddgan = [row for row in rows if row["method"] == "ddgan"]
-    if not ddgan:
+    compared = [row for row in rows if row["divergence"]]
+    if not compared:
         return message_figure("no DDGAN results to compare divergences", path)
     fig, ax = pyplot().subplots(figsize=(6.5, 4.5))
-    for label, curve in curves(ddgan).items():
+    for label, curve in curves(compared).items():
         ax.plot([row["steps"] for row in curve], [row["fd"] for row in curve], "o-",
                 color=colours[label], label=label)
     # A DDGAN step is one network call, so baselines sit at their NFE on the same axis.
-    t_values = sorted({row["steps"] for row in ddgan})
-    for label, curve in curves([row for row in rows if row["method"] != "ddgan"]).items():
+    t_values = sorted({row["steps"] for row in compared})
+    for label, curve in curves([row for row in rows if not row["divergence"]]).items():
         inside = [row for row in curve if t_values[0] <= row["nfe"] <= t_values[-1]]
         if inside:
             ax.plot([row["nfe"] for row in inside], [row["fd"] for row in inside], "s--",
@@ -240,15 +252,15 @@ def plot_divergence_comparison(rows, metric, colours, path):
 
 
 def run_label(row):
-    if row["method"] == "ddgan":
-        return f"ddgan {row['divergence']} T={row['steps']} ({row['run']})"
+    if steps_trained(row):
+        return f"{row['method']} {row['divergence']} {steps_symbol(row)}={row['steps']} ({row['run']})"
     return f"{row['method']} ({row['run']})"  # the trained model does not depend on the sampler
 
 
 def periodic_nfe_label(row, history):
     """', K NFE' for a baseline's curve (it samples with eval.steps); a DDGAN's T is in its label."""
     nfes = sorted({point["nfe"] for point in history if point.get("nfe") not in (None, "")})
-    return "" if row["method"] == "ddgan" or not nfes else f", {'/'.join(map(str, nfes))} NFE"
+    return "" if steps_trained(row) or not nfes else f", {'/'.join(map(str, nfes))} NFE"
 
 
 def plot_training_curves(rows, path):
@@ -283,9 +295,8 @@ def plot_training_curves(rows, path):
 
 
 def panel_title(row):
-    if row["method"] == "ddgan":
-        return f"{row['curve'].removeprefix('DDGAN ')}, T={row['steps']}"
-    return f"{row['curve']}, {STEP_SYMBOL[row['method']]}={row['steps']}"
+    curve = row["curve"].removeprefix(f"{row['method'].upper()} ") if row["divergence"] else row["curve"]
+    return f"{curve}, {steps_symbol(row)}={row['steps']}"
 
 
 def plot_sample_grids(rows, path):

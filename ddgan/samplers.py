@@ -4,11 +4,6 @@ import torch
 from .config import check_count
 
 
-def nfe(method, steps, sampler):
-    """Network calls per sample: DDGAN's T, DDPM's K, or EDM's 2N - 1 with Heun (N with Euler)."""
-    return 2 * steps - 1 if (method, sampler) == ("edm", "heun") else steps
-
-
 @torch.no_grad()
 def ddgan_sampler(generator, process, x_T, nz, rng=None):
     """DDGAN sampling (Xiao et al. 2022): T generator calls.

@@ -33,7 +33,7 @@ from .evaluate import (PERIODIC_COLUMNS, append_csv, check_extractor_data, perio
 from .files import check_free_space, check_writable, remove_partial
 from .generate import sample_images
 from .interrupt import StopRequests, TrainingInterrupted
-from .methods import method_class
+from .methods import method_class, unused_sections
 from .metrics import resolve_extractor
 from .runlock import RunLock
 from .speed import SWITCHES, launch_device, resolve_mixed_precision, set_backend_flags
@@ -158,12 +158,12 @@ def _load_source(run, source, resume_from):
         raise checkpoint.CheckpointError(f"{flag}: {err}. {_fallback(run)}") from None
 
 
-def _differences(saved, cfg, unused_sections=()):
+def _differences(saved, cfg, ignored_sections=()):
     """The keys that differ and matter: sections the method does not use (another method's)
     may differ, so a baseline saved before a DDGAN key was added still resumes."""
     return [f"{key} ({_value(saved, key)!r} there, {_value(cfg, key)!r} here)"
             for key in config_differences(saved, cfg)
-            if key not in RESUMABLE_CHANGES and key.split(".")[0] not in unused_sections]
+            if key not in RESUMABLE_CHANGES and key.split(".")[0] not in ignored_sections]
 
 
 def _value(cfg, dotted):
@@ -172,14 +172,14 @@ def _value(cfg, dotted):
     return cfg
 
 
-def _check_resume(cfg, run, state, source, resume_from, unused_sections):
+def _check_resume(cfg, run, state, source, resume_from, ignored_sections):
     """The config agrees with the run's config.yaml and, when that is absent or the checkpoint
     comes from --resume-from, with the config the checkpoint was saved with."""
     records = [(run.config, load_saved_config(run.config))] if run.config.exists() else []
     if resume_from is not None or not records:
         records.append((source, state["config"]))
     for where, saved in records:
-        changed = _differences(saved, cfg, unused_sections)
+        changed = _differences(saved, cfg, ignored_sections)
         if changed:
             raise ValueError(f"--resume: the config differs from {where} at {', '.join(changed)}; "
                              f"resume with the run's settings or start a new train.out_dir")
@@ -277,7 +277,7 @@ def train(cfg, resume=False, stop_at=None, resume_from=None):
         if resume:
             state = _load_source(run, source, resume_from)
             record = _check_resume(cfg, run, state, source, resume_from,
-                                   method_cls.unused_sections)
+                                   unused_sections(method_cls))
             _check_same_data(state, images, cfg["data"])
             if stop_at is not None and stop_at <= state["step"]:
                 raise ValueError(f"--stop-at {stop_at}: the run is already at step {state['step']}; "

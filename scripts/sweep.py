@@ -1,10 +1,10 @@
-"""The divergence x T sweep against DDPM and EDM at one training budget, then eval and plot.
+"""The divergence x T sweep against the baselines at one training budget, then eval and plot.
 
     python scripts/sweep.py --out runs/sweep --max-steps 20000 --featnet featnets/fmnist.pt
 
 trains, from CONFIG_DIR (default configs/fmnist), ddgan_<divergence>.yaml at each T and
-ddpm.yaml / edm.yaml, each for --max-steps steps into OUT/<name>/; evaluates every run
-with the featnet (trained first when the file does not exist) into OUT/results/sweep.csv;
+<name>.yaml for each baseline method (ddpm.yaml, edm.yaml, ...), each for --max-steps
+steps into OUT/<name>/; evaluates every run with the featnet (trained first when the file does not exist) into OUT/results/sweep.csv;
 and plots into OUT/figures/. A finished run is not trained again, an interrupted one
 resumes, so the command can be re-run after a time limit. `--set key=value` overrides
 go to every run (e.g. a tiny backbone for a CPU smoke test; see tests/test_evaluate.py).
@@ -16,6 +16,7 @@ from ddgan import checkpoint
 from ddgan.config import load_config
 from ddgan.evaluate import evaluate_runs, write_results
 from ddgan.featnet import train_featnet
+from ddgan.methods import METHODS
 from ddgan.plot import plot_results
 from ddgan.train import Run, train
 from divergences import DIVERGENCES
@@ -37,9 +38,12 @@ def main():
     parser.add_argument("--config-dir", default="configs/fmnist")
     parser.add_argument("--divergences", nargs="+", default=list(DIVERGENCES))
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4], help="DDGAN's T values")
-    parser.add_argument("--baselines", nargs="*", default=["ddpm", "edm"])
+    parser.add_argument("--baselines", nargs="*",
+                        default=[name for name, method in METHODS.items() if not method.steps_trained],
+                        help="methods sampled at any step count, each from CONFIG_DIR/<name>.yaml "
+                        "(default: every registered one)")
     parser.add_argument("--baseline-steps", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64],
-                        help="DDPM's K and EDM's N (NFE 2N - 1) values")
+                        help="the baselines' --steps values (DDPM's K, EDM's N with NFE 2N - 1)")
     parser.add_argument("--max-steps", type=int, required=True, help="training steps of every run")
     parser.add_argument("--featnet", required=True, help="featnet file (trained if missing)")
     parser.add_argument("--featnet-epochs", type=int, default=3)

@@ -12,13 +12,14 @@ import argparse
 import json
 from pathlib import Path
 
+from ddgan.methods import get_method
 from ddgan.toy import run_toy
 from divergences import DIVERGENCES
 
 
 def run_model(model, steps, data, seed, out, overwrite):
     method, name = model.split(":")
-    kind = {"divergence": name} if method == "ddgan" else {"sampler": name}
+    kind = {"sampler": name} if name in get_method(method).samplers else {"divergence": name}
     metrics = run_toy(data, method=method, steps=steps, seed=seed,
                       out=out / f"{method}_{name}_{steps}", overwrite=overwrite, **kind)
     return {"model": model, **{k: v for k, v in metrics.items() if k != "hyperparameters"}}

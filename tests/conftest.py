@@ -14,6 +14,20 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
+def reset_accelerate():
+    """Forget the process's AcceleratorState, which accelerate fixes at the first Accelerator():
+    tests train and benchmark at several mixed precisions in one process ('auto' is bf16 on a
+    CPU with native bf16, 'no' elsewhere and with --plain)."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    reset_accelerate()
+
+
 def write_fake_fmnist(root, count=256, seed=0, test_count=64):
     """A stand-in for Fashion-MNIST in torchvision's raw layout (idx files, train and t10k).
 

@@ -10,6 +10,7 @@ from ddgan.cli import main
 from ddgan.config import load_config
 from ddgan.evaluate import append_csv
 from ddgan.featnet import train_featnet
+from ddgan.methods import METHODS
 from ddgan.train import train
 
 from .conftest import REPO
@@ -45,8 +46,9 @@ def test_tiny_sweep_goes_through_eval_and_plot(fake_data, tmp_path):
 
     with open(out / "results" / "sweep.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    # 2 divergences x 2 T, DDPM x 2 samplers x 2 K, EDM (Heun) x 2 N
-    assert len(rows) == 4 + 4 + 2
+    # 2 divergences x 2 T, then each baseline's eval samplers x 2 steps (DDPM 2, EDM Heun, ...)
+    baselines = [m for m in METHODS.values() if not m.steps_trained]
+    assert len(rows) == 4 + 2 * sum(len(m.eval_samplers or [m.default_sampler()]) for m in baselines)
     edm = sorted((int(r["steps"]), int(r["nfe"])) for r in rows if r["method"] == "edm")
     assert edm == [(1, 1), (2, 3)]
     for row in rows:

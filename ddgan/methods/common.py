@@ -69,3 +69,10 @@ def optimizer_step(optimizer, max_grad_norm=0.0):
         params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
     optimizer.step()
+
+
+def cosine_schedules(optimizers, hp, num_updates):
+    """The 2-D benchmark's learning-rate decay (hp['lr_decay']): cosine to 0 over num_updates."""
+    if not hp["lr_decay"]:
+        return []
+    return [torch.optim.lr_scheduler.CosineAnnealingLR(opt, num_updates) for opt in optimizers]

@@ -3,16 +3,52 @@
 The two step functions work on any G(x_t, z, t) and D(x_{t-1}, x_t, t), image or
 2-D; the DDGAN class binds them to the networks, optimisers and EMA of a run.
 """
+import math
+
 import torch
 
 from divergences import get_divergence, gradient_penalty, r1_penalty
 
+from ..config import check_count
 from ..diffusion import ForwardProcess
-from ..networks import Discriminator
+from ..networks import Discriminator, MLPDiscriminator, MLPGenerator
 from ..samplers import ddgan_sampler
 from ..speed import adam, compiled, match_optimizer, prepare_module, resolve
+from .base import Method
 from .common import build_unet as build_generator
-from .common import grad_norm, make_ema, optimizer_step
+from .common import cosine_schedules, grad_norm, make_ema, optimizer_step
+
+SECTIONS = {
+    "diffusion": {
+        "num_steps": 4,          # T
+        "beta_min": 0.1,
+        "beta_max": 20.0,
+        "eps": 1e-3,             # first observed time of the VP SDE
+    },
+    # D: the DDGAN authors' block layout; at 28x28 its blocks run at 28, 28 -> 14, 14 -> 7
+    # (a third halving would take 7 to 3 and drop a row and a column). The Discriminator class's
+    # own defaults are this project's earlier layout: stem_kernel 3, downsample_first true,
+    # downsample avgpool, head_activation true, near_zero_init false.
+    "discriminator": {
+        "base_channels": 64,
+        "channel_mult": [1, 2, 4],
+        "t_emb_dim": 128,
+        "minibatch_std_group": 0,  # 0 = off; > 0 breaks per-sample penalties, see README
+        "stem_kernel": 1,          # 3 | 1: the stem conv to base_channels
+        "downsample_first": False,  # does the first block halve the resolution (later ones do)
+        "downsample": "fir",       # avgpool: 2x2 mean after conv2 | fir: [1, 3, 3, 1] blur before conv2
+        "head_activation": False,  # leaky ReLU on the last block's output before minibatch std
+        "near_zero_init": True,    # conv2 of every block and conv_out start near zero
+        "floor_odd_sizes": False,  # true: halve 7 to 3 as runs saved before this key did
+    },
+    "divergence": {
+        "name": "js",            # js | hellinger | rkl | tv | wgan-gp
+        "options": {},           # passed to divergences.get_divergence (generator_loss, n_critic, gp_weight)
+        "r1_gamma": 0.02,        # R1 weight gamma; the penalty is gamma / 2 * E||grad||^2
+        "r1_every": 1,           # lazy R1: every k discriminator steps
+        "r1_lazy_rule": "stylegan2",  # stylegan2: weight k gamma / 2 there | ddgan: gamma / 2 (authors' code)
+    },
+}
 
 
 def random_steps(process, batch, device):
@@ -115,9 +151,23 @@ def build_divergence(cfg):
     return divergence
 
 
-class DDGAN:
+class DDGAN(Method):
     """A DDGAN run's trainable state: G, D, their optimisers, G's EMA, the divergence."""
-    unused_sections = ("ddpm", "edm")  # config sections of other methods
+    name = "ddgan"
+    sections = SECTIONS
+    # Keys added after runs were saved without them, with the value that reproduces how those
+    # runs trained: a saved config missing one gets this (config.saved_config).
+    legacy_values = {
+        ("discriminator", "stem_kernel"): 3,  # D had the earlier layout
+        ("discriminator", "downsample_first"): True,
+        ("discriminator", "downsample"): "avgpool",
+        ("discriminator", "head_activation"): True,
+        ("discriminator", "near_zero_init"): False,
+        ("discriminator", "floor_odd_sizes"): True,  # and halved 7 to 3 at 28x28
+    }
+    samplers = ("ddgan",)
+    steps_symbol = "T"
+    steps_trained = True
 
     def __init__(self, cfg, image_shape, accelerator):
         self.accelerator, self.cfg = accelerator, cfg
@@ -148,8 +198,8 @@ class DDGAN:
             for opt in (self.opt_g, self.opt_d)] if o["cosine_decay"] else []
         self.last_r1 = None  # lazy R1 is computed every k steps; logs show its latest value
 
-    @staticmethod
-    def check_config(cfg):
+    @classmethod
+    def check_config(cls, cfg):
         """Fail on a bad setting before any data is loaded; returns (process, divergence)."""
         if cfg["generator"]["nz"] < 1:
             raise ValueError("DDGAN needs a latent: set generator.nz >= 1")
@@ -205,21 +255,49 @@ class DDGAN:
     def sample_with(generator, cfg, image_shape, num, rng, steps=None, sampler=None):
         """num images from G with the run's trained T (T network calls)."""
         process = build_process(cfg)
-        if steps not in (None, process.num_steps) or sampler is not None:
+        if steps not in (None, process.num_steps) or sampler not in (None, "ddgan"):
             raise ValueError(f"a DDGAN samples with its trained T = {process.num_steps} and its own "
                              f"sampler; a sweep over T is a set of runs")
         x_T = torch.randn(num, *image_shape, device=rng.device, generator=rng)
         return ddgan_sampler(generator, process, x_T, cfg["generator"]["nz"], rng)
 
-    @staticmethod
-    def preview_steps(cfg):
-        """The steps of the sample grids and the periodic evaluation: the trained T."""
+    @classmethod
+    def default_steps(cls, cfg):
         return cfg["diffusion"]["num_steps"]
+
+    @classmethod
+    def check_steps(cls, cfg, counts):
+        trained = cfg["diffusion"]["num_steps"]
+        if set(counts) != {trained}:
+            raise ValueError(f"a DDGAN trained with T = {trained} samples with {trained} steps "
+                             f"only, not {' '.join(map(str, counts))} (a sweep over T is a set of runs)")
+
+    preview_steps = default_steps  # the grids and the periodic evaluation: the trained T
 
     @staticmethod
     def network_calls(cfg, steps=None, sampler=None):
         """Generator calls per image: T."""
         return cfg["diffusion"]["num_steps"]
+
+    @classmethod
+    def labels(cls, cfg):
+        return {"divergence": cfg["divergence"]["name"]}
+
+    @classmethod
+    def config_for_steps(cls, cfg, steps):
+        """T is part of the model: the config of a run trained with T = steps."""
+        return {**cfg, "diffusion": {**cfg["diffusion"], "num_steps": steps}}
+
+    def cycle(self):
+        """Generator steps per repeat of the lazy R1 pattern (1 without R1)."""
+        if not self.r1_gamma:
+            return 1
+        n_critic = self.divergence.n_critic
+        return math.lcm(self.r1_every, n_critic) // n_critic
+
+    @classmethod
+    def toy_model(cls, hp, steps, divergence, sampler=None):
+        return ToyDDGAN(hp, steps, divergence, sampler)
 
     def state_dict(self):
         unwrap = self.accelerator.unwrap_model
@@ -244,3 +322,48 @@ class DDGAN:
         for scheduler, s in zip(self.schedulers, state["schedulers"]):
             scheduler.load_state_dict(s)
 
+
+
+class ToyDDGAN:
+    """The 2-D benchmark's DDGAN (ddgan/toy.py): MLP generator and discriminator trained by the
+    step functions above; one update is n_critic D steps and one G step."""
+    sampler = "ddgan"
+
+    def __init__(self, hp, steps, divergence, sampler=None):
+        if sampler not in (None, "ddgan"):
+            raise ValueError(f"DDGAN has one sampler; got {sampler!r}")
+        self.hp, self.process, self.div = hp, ForwardProcess(steps), get_divergence(divergence)
+        self.divergence = divergence
+        self.generator = MLPGenerator(nz=hp["nz"], hidden=hp["hidden"], depth=hp["depth"],
+                                      fourier_features=hp["fourier_features"],
+                                      fourier_scale=hp["g_fourier_scale"])
+        self.discriminator = MLPDiscriminator(hidden=hp["hidden"], depth=hp["depth"],
+                                              fourier_features=hp["fourier_features"],
+                                              fourier_scale=hp["d_fourier_scale"])
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=hp["lr_g"], betas=hp["betas"])
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp["lr_d"], betas=hp["betas"])
+        self.num_updates, self.nfe = hp["iters"] // self.div.n_critic, steps
+        if self.num_updates < 1:
+            raise ValueError(f"iters counts discriminator steps: {divergence} takes "
+                             f"{self.div.n_critic} per generator step, so iters must be >= "
+                             f"{self.div.n_critic}, got {hp['iters']}")
+        self.schedulers = cosine_schedules([self.opt_g, self.opt_d], hp, self.num_updates)
+        check_count("r1_every", hp["r1_every"])
+        if hp["r1_gamma"] < 0:
+            raise ValueError(f"r1_gamma must be >= 0 (0 = no R1), got {hp['r1_gamma']}")
+        self.r1_gamma = 0.0 if self.div.gp_weight else hp["r1_gamma"]
+        self.d_steps = 0
+
+    def train_step(self, draw_batch):
+        for _ in range(self.div.n_critic):
+            x0 = draw_batch()
+            r1_weight = lazy_r1_weight(self.r1_gamma, self.hp["r1_every"], self.d_steps)
+            discriminator_step(self.generator, self.discriminator, self.opt_d, self.process,
+                               self.div, x0, self.hp["nz"], r1_weight=r1_weight)
+            self.d_steps += 1
+        generator_step(self.generator, self.discriminator, self.opt_g, self.process, self.div,
+                       x0, self.hp["nz"])
+
+    def sample(self, num, rng):
+        x_T = torch.randn(num, 2, generator=rng)
+        return ddgan_sampler(self.generator.eval(), self.process, x_T, self.hp["nz"], rng)

@@ -4,8 +4,19 @@ import torch.nn.functional as F
 
 from ..diffusion import ForwardProcess
 from ..samplers import SPACINGS, ancestral_sampler, ddim_sampler, linear_betas, select_steps
-from .common import build_unet
 from .denoising import DenoisingMethod
+
+SECTIONS = {
+    "ddpm": {
+        "num_steps": 1000,        # the training T
+        "beta_start": 1e-4,
+        "beta_end": 0.02,
+        "variance": "posterior",  # ancestral sampling: beta | posterior
+        "spacing": "uniform",     # step selection with fewer calls: uniform | leading | quadratic
+        "eta": 0.0,               # DDIM
+        "clip_x0": True,          # clip the predicted x_0 to [-1, 1] when sampling (Ho's code)
+    },
+}
 
 # K of the sample grids and the periodic evaluation when eval.steps is unset: a grid at all
 # T = 1,000 calls would cost minutes on a CPU (README, "Sample grids").
@@ -25,12 +36,18 @@ def ddpm_loss(network, process, x0):
 
 
 class DDPM(DenoisingMethod):
-    build_network = staticmethod(build_unet)
-    unused_sections = DenoisingMethod.unused_sections + ("edm",)
+    name = "ddpm"
+    sections = SECTIONS
+    samplers = ("ancestral", "ddim")
+    eval_samplers = ("ancestral", "ddim")
+    steps_symbol = "K"
+    # The 2-D data are not in [-1, 1]; at the toy's data scale 2 DDPM covers 25/25 modes with
+    # 1,000 calls (0/25 at scale 0.5).
+    toy_overrides = {"ddpm": {"clip_x0": False}}
 
-    @staticmethod
-    def check_config(cfg):
-        DenoisingMethod.check_config(cfg)
+    @classmethod
+    def check_config(cls, cfg):
+        super().check_config(cfg)
         d = cfg["ddpm"]
         if isinstance(d["num_steps"], bool) or d["num_steps"] < 1:
             raise ValueError(f"ddpm.num_steps (DDPM's training T) must be >= 1, got {d['num_steps']!r}")
@@ -39,10 +56,26 @@ class DDPM(DenoisingMethod):
         if d["variance"] not in ("beta", "posterior"):
             raise ValueError(f"ddpm.variance must be beta or posterior, got {d['variance']!r}")
         try:  # fail now, not at the first grid
-            select_steps(d["num_steps"], DDPM.preview_steps(cfg), d["spacing"])
+            select_steps(d["num_steps"], cls.preview_steps(cfg), d["spacing"])
         except ValueError as error:
             raise ValueError(f"eval.steps={cfg['eval']['steps']}: {error}; set eval.steps to a K "
                              f"the sampler can use") from None
+
+    @classmethod
+    def objective(cls, cfg):
+        process = build_ddpm_process(cfg)
+        return lambda network, x0: ddpm_loss(network, process, x0)
+
+    @classmethod
+    def default_steps(cls, cfg):
+        """K = T: every training step."""
+        return cfg["ddpm"]["num_steps"]
+
+    @classmethod
+    def check_steps(cls, cfg, counts):
+        limit = cfg["ddpm"]["num_steps"]
+        if max(counts) > limit or min(counts) < 1:
+            raise ValueError(f"a DDPM with T = {limit} samples with K in 1..{limit} calls")
 
     @staticmethod
     def preview_steps(cfg):
@@ -53,13 +86,6 @@ class DDPM(DenoisingMethod):
     def network_calls(cfg, steps=None, sampler=None):
         """Network calls per image: K (default all T)."""
         return cfg["ddpm"]["num_steps"] if steps is None else steps
-
-    def __init__(self, cfg, image_shape, accelerator):
-        super().__init__(cfg, image_shape, accelerator)
-        self.process = build_ddpm_process(cfg)
-
-    def loss(self, network, x0):
-        return ddpm_loss(network, self.process, x0)
 
     @staticmethod
     def sample_with(network, cfg, image_shape, num, rng, steps=None, sampler=None):

@@ -1,21 +1,29 @@
 """The baselines' common part: one network trained by regression, with its optimiser and EMA.
 
-A subclass supplies build_network, loss, sample_with, preview_steps and network_calls; the training loop,
-logging and checkpoints are train.py's, shared with DDGAN.
+A subclass supplies its objective (the loss), wrap (its preconditioning around the shared
+backbone), sample_with, network_calls, default_steps and preview_steps; the training loop,
+logging and checkpoints are train.py's, shared with DDGAN. The same objective and sampler
+train and sample the 2-D benchmark's MLP (ToyDenoiser).
 """
 import torch
 
+from ..networks import MLPGenerator
 from ..speed import adam, compiled, match_optimizer, prepare_module, resolve
-from .common import grad_norm, make_ema, optimizer_step
+from .base import Method
+from .common import build_unet, cosine_schedules, grad_norm, make_ema, optimizer_step
 
 
-class DenoisingMethod:
+class DenoisingMethod(Method):
     batches_per_step = 1
-    unused_sections = ("diffusion", "discriminator", "divergence")  # DDGAN's; a subclass adds the other baselines'
+    # The 2-D benchmark: denoisers regress, so they take Adam's usual betas and their own
+    # budget (4,000 steps at 5e-4: with 1,000 calls DDPM covers 25/25 modes).
+    toy_recipe = {"iters": 4000, "lr_g": 5e-4, "betas": (0.9, 0.999)}
+    toy_overrides = {}  # {section: {key: value}}: this method's settings for the 2-D data
 
     def __init__(self, cfg, image_shape, accelerator):
         self.check_config(cfg)
         self.accelerator, self.cfg, self.image_shape = accelerator, cfg, tuple(image_shape)
+        self.loss = self.objective(cfg)
         self.speed = speed = resolve(cfg["speed"], accelerator.device)
         network = prepare_module(self.build_network(cfg, image_shape), speed)
         o = cfg["optim"]
@@ -30,8 +38,8 @@ class DenoisingMethod:
             schedule.append(torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, max_steps, o["lr_min"]))
         self.schedulers = schedule
 
-    @staticmethod
-    def check_config(cfg):
+    @classmethod
+    def check_config(cls, cfg):
         g, o = cfg["generator"], cfg["optim"]
         if g["nz"] or g["tanh_output"]:
             raise ValueError(f"{cfg['method']} uses the backbone without a latent or tanh: set "
@@ -40,8 +48,23 @@ class DenoisingMethod:
             raise ValueError("choose one learning-rate schedule: optim.warmup_steps or "
                              "optim.cosine_decay")
 
-    def loss(self, network, x0):
+    @classmethod
+    def objective(cls, cfg):
+        """The loss, a function (network, x0) -> scalar tensor, for cfg's settings."""
         raise NotImplementedError
+
+    @staticmethod
+    def wrap(backbone, cfg):
+        """The trained network around a backbone (the U-Net, or the 2-D MLP)."""
+        return backbone
+
+    @classmethod
+    def build_network(cls, cfg, image_shape):
+        return cls.wrap(build_unet(cfg, image_shape), cfg)
+
+    @classmethod
+    def toy_model(cls, hp, steps, divergence=None, sampler=None):
+        return ToyDenoiser(cls, hp, steps, sampler)
 
     def train_step(self, batches, step, with_grad_norms=False):
         loss = self.loss(self.fast_network, next(batches))
@@ -68,3 +91,36 @@ class DenoisingMethod:
         match_optimizer(self.optimizer, self.speed)
         for scheduler, s in zip(self.schedulers, state["schedulers"]):
             scheduler.load_state_dict(s)
+
+
+class ToyDenoiser:
+    """The 2-D benchmark's denoiser (ddgan/toy.py): the generator's MLP without z inside the
+    method's wrap, trained by its objective and sampled by its sampler, with the method's own
+    config sections (their defaults and its toy_overrides)."""
+    divergence = None
+
+    def __init__(self, method, hp, steps, sampler=None):
+        self.method, self.hp, self.steps = method, hp, steps
+        self.cfg = {section: {**defaults, **method.toy_overrides.get(section, {})}
+                    for section, defaults in method.sections.items()}
+        self.network = method.wrap(MLPGenerator(nz=0, hidden=hp["hidden"], depth=hp["depth"],
+                                                fourier_features=hp["fourier_features"],
+                                                fourier_scale=hp["g_fourier_scale"]), self.cfg)
+        self.loss = method.objective(self.cfg)
+        self.sampler = sampler or method.default_sampler()
+        self.nfe = method.network_calls(self.cfg, steps, self.sampler)
+        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=hp["lr_g"], betas=hp["betas"])
+        self.num_updates = hp["iters"]
+        self.schedulers = cosine_schedules([self.optimizer], hp, self.num_updates)
+        # Fail before training on a sampler or step count the method cannot use.
+        method.sample_with(self.network, self.cfg, (2,), 1, torch.Generator(), steps, self.sampler)
+
+    def train_step(self, draw_batch):
+        loss = self.loss(self.network, draw_batch())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+    def sample(self, num, rng):
+        return self.method.sample_with(self.network.eval(), self.cfg, (2,), num, rng,
+                                       self.steps, self.sampler)

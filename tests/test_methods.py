@@ -1,0 +1,127 @@
+"""The method registry: a method defined here, in the test file, and registered, goes through
+every command (train, sample, eval, plot, bench and the 2-D benchmark) without any other
+module knowing its name."""
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+
+from ddgan.bench import run_bench
+from ddgan.config import load_config
+from ddgan.diffusion import per_sample
+from ddgan.evaluate import evaluate_runs, write_results
+from ddgan.featnet import train_featnet
+from ddgan.generate import generate
+from ddgan.methods import METHODS, get_method
+from ddgan.methods.denoising import DenoisingMethod
+from ddgan.plot import plot_results
+from ddgan.toy import run_toy
+from ddgan.train import train
+
+from .conftest import REPO, write_fake_fmnist
+
+
+class Restart(DenoisingMethod):
+    """x_s = (1 - s) x_0 + s eps at s = i / L; the network predicts x_0, and the sampler
+    re-noises each prediction to the next level with fresh noise (its `restart` sampler) or
+    with the noise the prediction implies (`implied`). One call per level either way."""
+    name = "restart"
+    sections = {"restart": {"levels": 8}}
+    samplers = ("restart", "implied")
+    steps_symbol = "L"
+
+    @classmethod
+    def objective(cls, cfg):
+        levels = cfg["restart"]["levels"]
+
+        def loss(network, x0):
+            s = torch.randint(1, levels + 1, (x0.shape[0],), device=x0.device) / levels
+            noise = torch.randn_like(x0)
+            x_s = (1 - per_sample(s, x0)) * x0 + per_sample(s, x0) * noise
+            return F.mse_loss(network(x_s, None, 1000 * s).float(), x0)
+        return loss
+
+    @classmethod
+    def default_steps(cls, cfg):
+        return cfg["restart"]["levels"]
+
+    @staticmethod
+    def preview_steps(cfg):
+        return cfg["eval"]["steps"] or cfg["restart"]["levels"]
+
+    @staticmethod
+    def network_calls(cfg, steps=None, sampler=None):
+        return cfg["restart"]["levels"] if steps is None else steps
+
+    @staticmethod
+    def sample_with(network, cfg, image_shape, num, rng, steps=None, sampler=None):
+        steps = cfg["restart"]["levels"] if steps is None else steps
+        x = torch.randn(num, *image_shape, device=rng.device, generator=rng)
+        for i in range(steps, 0, -1):
+            s, s_next = i / steps, (i - 1) / steps
+            x0 = network(x, None, torch.full((num,), 1000 * s, device=x.device)).float()
+            if sampler == "implied":
+                noise = (x - (1 - s) * x0) / s
+            else:
+                noise = torch.randn(x.shape, device=x.device, generator=rng)
+            x = (1 - s_next) * x0 + s_next * noise
+        return x
+
+
+SMALL = ["generator.base_channels=8", "generator.channel_mult=[1, 2]", "generator.num_res_blocks=1",
+         "generator.attn_resolutions=[]", "generator.nz=0", "generator.tanh_output=false",
+         "train.batch_size=8", "train.log_every=1", "train.sample_every=1000",
+         "train.ckpt_every=1000", "train.num_grid=4", "optim.betas=[0.9, 0.999]"]
+
+
+@pytest.fixture
+def registered(monkeypatch):
+    monkeypatch.setitem(METHODS, Restart.name, Restart)
+    return Restart
+
+
+def test_a_method_defined_here_runs_every_command(registered, tmp_path):
+    root = write_fake_fmnist(tmp_path / "data")
+    featnet = tmp_path / "featnet.pt"
+    train_featnet({"name": "fmnist", "root": str(root), "image_size": None}, featnet, epochs=1,
+                  batch_size=32, device="cpu")
+    config = tmp_path / "restart.yaml"
+    config.write_text(yaml.safe_dump({"method": "restart", "data": {"name": "fmnist"},
+                                      "restart": {"levels": 4}}))
+    overrides = SMALL + [f"data.root={root}", f"train.out_dir={tmp_path / 'run'}",
+                         "train.max_steps=30", "eval.every_images=120", "eval.num_samples=16",
+                         f"eval.extractor=featnet:{featnet}"]
+    assert load_config(config, overrides)["restart"]["levels"] == 4  # its section is a config section
+    run = train(load_config(config, overrides))
+
+    images = generate(run / "checkpoints" / "last.pt", 6, steps=2, sampler="implied")
+    assert images.shape == (6, 1, 28, 28) and torch.isfinite(images).all()
+
+    rows = evaluate_runs([run], f"featnet:{featnet}", steps=[1, 4], num_samples=40,
+                         metrics=("fid",), grid_dir=tmp_path / "grids")
+    assert [(r["sampler"], r["steps"], r["nfe"]) for r in rows] == [("restart", 1, 1), ("restart", 4, 4)]
+    assert all(r["method"] == "restart" and r["divergence"] == "" and r["fd"] >= 0 for r in rows)
+    rows += evaluate_runs([run], f"featnet:{featnet}", steps=[2], samplers=["implied"],
+                          num_samples=40, metrics=("fid",))
+    csv_path = write_results(rows, tmp_path / "results" / "restart.json")
+
+    paths = plot_results([csv_path], tmp_path / "figures")
+    assert "| restart | implied | 2 | 2 |" in paths["results_md"].read_text()
+    assert paths["fd_vs_nfe"].stat().st_size > 10_000
+    assert (tmp_path / "run" / "eval.csv").read_text().count("\n") == 1 + 2  # every 120 of 240 images
+
+    bench = run_bench([config], SMALL, steps=(1, 3), sample_batches=(2,), warmup=0, repeats=1,
+                      cpu=True)["rows"]
+    assert [(r["what"], r["steps"], r["nfe"]) for r in bench] == [
+        ("train", None, None), ("sample (restart)", 1, 1), ("sample (restart)", 3, 3)]
+
+    toy = run_toy(method="restart", steps=3, iters=20, sampler="implied")
+    assert toy["method"] == "restart" and toy["sampler"] == "implied" and toy["nfe"] == 3
+
+
+def test_names_outside_the_registry_are_refused(registered):
+    assert get_method("restart") is Restart
+    with pytest.raises(ValueError, match="unknown method 'restrat'; valid: .*restart"):
+        get_method("restrat")
+    with pytest.raises(ValueError, match="unknown config key 'restart.level'"):
+        load_config(REPO / "configs/tiny.yaml", ["restart.level=3"])
