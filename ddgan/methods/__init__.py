@@ -7,8 +7,9 @@ networks, its training step, its samplers and what its results are labelled with
 from .ddgan import DDGAN
 from .ddpm import DDPM
 from .edm import EDM
+from .flow import Flow
 
-METHODS = {cls.name: cls for cls in (DDGAN, DDPM, EDM)}
+METHODS = {cls.name: cls for cls in (DDGAN, DDPM, EDM, Flow)}
 
 
 def get_method(name, what="method"):
