@@ -26,8 +26,7 @@ from accelerate import Accelerator
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from .config import load_config
-from .methods import method_class
+from .methods import load_shared_config, method_class
 from .speed import (PLAIN_OVERRIDES, compiled, launch_device, resolve, resolve_mixed_precision,
                     set_backend_flags)
 
@@ -178,7 +177,7 @@ def run_bench(config_paths, overrides=(), steps=(1, 2, 4), sample_batches=(100,)
     The fast mode (ddgan/speed.py) is on where the configs leave it on; plain turns it off.
     """
     overrides = list(overrides) + (PLAIN_OVERRIDES if plain else [])
-    configs = [load_config(path, overrides) for path in config_paths]
+    configs = [load_shared_config(path, overrides) for path in config_paths]
     requested = {cfg["train"]["mixed_precision"] for cfg in configs} if mixed_precision is None else {mixed_precision}
     if len(requested) > 1:
         raise ValueError("these configs set different train.mixed_precision; pass --mixed-precision")

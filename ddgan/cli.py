@@ -238,7 +238,8 @@ def build_parser():
     p.add_argument("configs", nargs="+", metavar="CONFIG",
                    help="e.g. configs/cifar10/ddgan_js.yaml configs/cifar10/ddpm.yaml configs/cifar10/edm.yaml")
     p.add_argument("--set", nargs="*", default=[], dest="overrides", metavar="KEY=VALUE",
-                   help="config overrides for every config (e.g. a small model on a CPU)")
+                   help="config overrides, each for the configs whose method reads its key "
+                   "(e.g. a small model on a CPU)")
     p.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4],
                    help="sampling: DDGAN T, DDPM K (DDIM), EDM N (Heun, NFE 2N-1)")
     p.add_argument("--sample-batch", type=int, nargs="+", default=[100])

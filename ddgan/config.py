@@ -41,7 +41,7 @@ DEFAULTS = {
         "lr_g": 1.6e-4,          # the generator's, or the ddpm/edm network's
         "lr_d": 1.25e-4,
         "betas": [0.5, 0.9],
-        "warmup_steps": 0,       # linear learning-rate warm-up (ddpm, edm)
+        "warmup_steps": 0,       # linear learning-rate warm-up of every network
         "grad_clip": 0.0,        # clip each network's gradient to this global norm (0 = off)
         "cosine_decay": False,   # cosine decay of both learning rates to lr_min over max_steps
         "lr_min": 1e-5,

@@ -1,11 +1,16 @@
-"""Samplers: plain functions over a network callable, as the papers write them."""
+"""Samplers: plain functions over a network callable, as the papers write them.
+
+One calling convention, as k-diffusion's: sampler(network, x, schedule, rng=None, **options),
+with x the starting noise and the schedule computed outside (DDGAN's ForwardProcess, DDPM's
+respaced_schedule, EDM's edm_sigmas; flow's times in ddgan/methods/flow.py).
+"""
 import torch
 
 from .config import check_count
 
 
 @torch.no_grad()
-def ddgan_sampler(generator, process, x_T, nz, rng=None):
+def ddgan_sampler(generator, x_T, process, rng=None, nz=1):
     """DDGAN sampling (Xiao et al. 2022): T generator calls.
 
     x_T ~ N(0, I); for t = T..1: x_0' = G(x_t, z, t) with z ~ N(0, I), then
@@ -64,8 +69,10 @@ def select_steps(num_train_steps, num_calls, spacing="uniform"):
     return (steps + 1).tolist()
 
 
-def _abar_pairs(alphas_cumprod, steps):
-    """(t, abar_t, abar_s) for each step t, from the noisiest down, s the next selected step below."""
+def respaced_schedule(alphas_cumprod, steps):
+    """The schedule of DDPM's samplers over the selected steps (select_steps): (t, abar_t,
+    abar_s) for each step t, from the noisiest down, s the next selected step below (abar 1
+    past the last)."""
     abar = alphas_cumprod.double()
     previous = [None] + steps[:-1]
     pairs = [(t, abar[t - 1], abar[s - 1] if s else torch.ones((), dtype=torch.float64))
@@ -80,8 +87,7 @@ def _predicted_x0(x, eps, abar_t, clip):
 
 
 @torch.no_grad()
-def ancestral_sampler(eps_model, alphas_cumprod, x_T, steps, variance="posterior", rng=None,
-                      clip_x0=True):
+def ancestral_sampler(eps_model, x_T, schedule, rng=None, variance="posterior", clip_x0=True):
     """DDPM ancestral sampling over the selected steps (all T, or a respaced subset).
 
     Respacing (Nichol & Dhariwal 2021): between selected steps t > s the process is
@@ -89,12 +95,13 @@ def ancestral_sampler(eps_model, alphas_cumprod, x_T, steps, variance="posterior
     variance beta ('beta') or the posterior's (1 - abar_s) / (1 - abar_t) beta ('posterior').
     The mean is the posterior's at the predicted x_0, clipped to [-1, 1] with clip_x0 as in
     Ho's and Nichol & Dhariwal's code (unclipped, it equals Algorithm 2's eps form).
-    eps_model(x, t) predicts the noise, t a LongTensor [B] of 1-indexed steps.
+    eps_model(x, t) predicts the noise, t a LongTensor [B] of 1-indexed steps; the schedule
+    is respaced_schedule's.
     """
     if variance not in ("beta", "posterior"):
         raise ValueError(f"variance must be 'beta' or 'posterior', got {variance!r}")
     x = x_T
-    for t, abar_t, abar_s in _abar_pairs(alphas_cumprod, steps):
+    for t, abar_t, abar_s in schedule:
         beta = 1 - abar_t / abar_s
         eps = eps_model(x, torch.full((x.shape[0],), t, dtype=torch.long, device=x.device))
         x0 = _predicted_x0(x, eps, abar_t, clip_x0)
@@ -106,14 +113,14 @@ def ancestral_sampler(eps_model, alphas_cumprod, x_T, steps, variance="posterior
 
 
 @torch.no_grad()
-def ddim_sampler(eps_model, alphas_cumprod, x_T, steps, eta=0.0, rng=None, clip_x0=True):
-    """DDIM (Song et al. 2021) over the selected steps; eta = 0 is deterministic.
+def ddim_sampler(eps_model, x_T, schedule, rng=None, eta=0.0, clip_x0=True):
+    """DDIM (Song et al. 2021) over respaced_schedule's steps; eta = 0 is deterministic.
 
     clip_x0 clips the predicted x_0 to [-1, 1] and keeps the network's eps for the direction
     to x_t (diffusers' clip_sample with its default use_clipped_model_output=False).
     """
     x = x_T
-    for t, abar_t, abar_s in _abar_pairs(alphas_cumprod, steps):
+    for t, abar_t, abar_s in schedule:
         eps = eps_model(x, torch.full((x.shape[0],), t, dtype=torch.long, device=x.device))
         x0_pred = _predicted_x0(x, eps, abar_t, clip_x0)
         sigma = eta * ((1 - abar_s) / (1 - abar_t) * (1 - abar_t / abar_s)).sqrt()
@@ -127,6 +134,7 @@ def ddim_sampler(eps_model, alphas_cumprod, x_T, steps, eta=0.0, rng=None, clip_
 
 def edm_sigmas(num_steps, sigma_min=0.002, sigma_max=80.0, rho=7.0):
     """The N + 1 noise levels of EDM's sampler: N levels from sigma_max to sigma_min, then 0."""
+    check_count("EDM's number of noise levels N", num_steps)
     i = torch.arange(num_steps, dtype=torch.float64)
     ramp = i / max(num_steps - 1, 1)
     sigmas = (sigma_max ** (1 / rho) + ramp * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
@@ -134,16 +142,16 @@ def edm_sigmas(num_steps, sigma_min=0.002, sigma_max=80.0, rho=7.0):
 
 
 @torch.no_grad()
-def edm_sampler(denoiser, latents, num_steps=18, sigma_min=0.002, sigma_max=80.0, rho=7.0,
-                S_churn=0.0, S_min=0.0, S_max=float("inf"), S_noise=1.0, second_order=True,
-                rng=None):
+def edm_sampler(denoiser, latents, sigmas, rng=None, S_churn=0.0, S_min=0.0, S_max=float("inf"),
+                S_noise=1.0, second_order=True):
     """EDM's sampler (Karras et al. 2022, Algorithm 2): Heun steps, Euler on the last.
 
     denoiser(x, sigma) returns D(x; sigma) for sigma of shape [B]; latents ~ N(0, I) are
-    scaled by sigma_max. NFE = 2 num_steps - 1 (num_steps with second_order=False).
+    scaled by sigmas[0]; sigmas are edm_sigmas' N levels and a final 0. NFE = 2N - 1 (N with
+    second_order=False).
     """
-    check_count("EDM's number of noise levels N", num_steps)
-    sigmas = edm_sigmas(num_steps, sigma_min, sigma_max, rho).tolist()
+    num_steps = len(sigmas) - 1
+    sigmas = sigmas.tolist()
     x = latents.double() * sigmas[0]
 
     def slope(x, sigma):

@@ -12,7 +12,7 @@ import inspect
 from .base import Divergence, FDivergence
 from .hellinger import SquaredHellinger
 from .js import JensenShannon
-from .regularizers import gradient_penalty, r1_penalty
+from .regularizers import R1, GradientPenalty, Regularizer, gradient_penalty, r1_penalty
 from .rkl import ReverseKL
 from .tv import TotalVariation
 from .wgan_gp import WassersteinGP
@@ -39,5 +39,5 @@ def get_divergence(name, **options):
     return cls(**options)
 
 
-__all__ = ["DIVERGENCES", "Divergence", "FDivergence", "get_divergence",
-           "gradient_penalty", "r1_penalty"]
+__all__ = ["DIVERGENCES", "Divergence", "FDivergence", "GradientPenalty", "R1", "Regularizer",
+           "get_divergence", "gradient_penalty", "r1_penalty"]

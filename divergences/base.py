@@ -9,15 +9,16 @@ closed form; everything else is shared.
 
 
 class Divergence:
-    """Interface of every adversarial objective: d_loss and g_loss on raw outputs V."""
+    """Interface of every adversarial objective: d_loss and g_loss on raw outputs V, and the
+    penalties on D that belong to it (`regularizers`, see regularizers.py)."""
 
     name = None
-    gp_weight = 0.0  # weight of the WGAN gradient penalty; only wgan-gp sets it
 
     def __init__(self, n_critic=1):
         if isinstance(n_critic, bool) or not isinstance(n_critic, int) or n_critic < 1:
             raise ValueError(f"n_critic must be an integer >= 1, got {n_critic!r}")
         self.n_critic = n_critic
+        self.regularizers = []
 
     def d_loss(self, real_out, fake_out):
         raise NotImplementedError

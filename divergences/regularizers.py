@@ -1,9 +1,16 @@
 """Gradient regularisers of the discriminator, for every divergence.
 
+A Regularizer is a penalty the discriminator step adds to D's loss, weight_at(d_step)
+times its value; a divergence lists its own in `regularizers` (wgan-gp: the gradient
+penalty), and the method adds R1 from its config. A new penalty (R2 on fakes, a
+zero-centred one) is one subclass here.
+
 The squared norms and their means are taken in float32; under bf16 autocast the
 input gradients themselves come through the network's bf16 kernels.
 """
 import torch
+
+LAZY_R1_RULES = ("stylegan2", "ddgan")
 
 
 def _squared_grad_norm(outputs, inputs):
@@ -32,3 +39,66 @@ def gradient_penalty(critic, real, fake, *condition):
     # norms (1e-12 was, for a near-zero-initialised critic) would switch the penalty off.
     grad_norm = _squared_grad_norm(critic(x_hat, *condition), x_hat).clamp_min(1e-30).sqrt()
     return (grad_norm - 1).pow(2).mean()
+
+
+def lazy_r1_weight(r1_gamma, r1_every, d_step, rule="stylegan2"):
+    """R1's weight at discriminator step d_step (0-based), applied every r1_every-th step and
+    0 in between (REFERENCE §3). 'stylegan2' multiplies gamma / 2 by r1_every there, so the
+    average per step stays gamma / 2; 'ddgan' (the authors' --lazy_reg) does not, so it is
+    gamma / (2 r1_every)."""
+    if rule not in LAZY_R1_RULES:
+        raise ValueError(f"the lazy R1 rule must be one of {', '.join(LAZY_R1_RULES)}, got {rule!r}")
+    if d_step % r1_every:
+        return 0.0
+    return r1_gamma / 2 * (r1_every if rule == "stylegan2" else 1)
+
+
+class Regularizer:
+    """A penalty on the discriminator. name: its key in the step's statistics (and the logs).
+    on_real: it differentiates D's output on the real pair with respect to x_{t-1}, so the step
+    makes that pass with input gradients. per_sample: it needs each output to depend on its own
+    input only (no minibatch statistics in D)."""
+    name = None
+    on_real = False
+    per_sample = False
+    every = 1  # it weighs on every `every`-th step (a lazy penalty's interval)
+
+    def weight_at(self, d_step):
+        """Its weight at discriminator step d_step (0-based); 0 skips it there."""
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
+
+    def __call__(self, critic, real, fake, condition, real_out):
+        """The penalty's value. critic(x_{t-1}, *condition) is D, differentiable twice; real and
+        fake are x_{t-1} batches, real_out D's output on real."""
+        raise NotImplementedError
+
+
+class R1(Regularizer):
+    """(gamma / 2) E_P ||grad V||^2 on real x_{t-1}, lazy every `every` steps by `lazy_rule`."""
+    name, on_real = "r1", True
+
+    def __init__(self, gamma, every=1, lazy_rule="stylegan2"):
+        self.gamma, self.every, self.lazy_rule = gamma, every, lazy_rule
+
+    def weight_at(self, d_step):
+        return lazy_r1_weight(self.gamma, self.every, d_step, self.lazy_rule)
+
+    def __call__(self, critic, real, fake, condition, real_out):
+        return r1_penalty(real_out, real)
+
+
+class GradientPenalty(Regularizer):
+    """weight E[(||grad V(x_hat)|| - 1)^2] on interpolates of real and fake x_{t-1}, every step."""
+    name, per_sample = "gp", True
+
+    def __init__(self, weight):
+        self.weight = weight
+
+    def weight_at(self, d_step):
+        return self.weight
+
+    def __call__(self, critic, real, fake, condition, real_out):
+        return gradient_penalty(critic, real, fake, *condition)

@@ -7,16 +7,16 @@ trains, from CONFIG_DIR (default configs/fmnist), ddgan_<divergence>.yaml at eac
 steps into OUT/<name>/; evaluates every run with the featnet (trained first when the file does not exist) into OUT/results/sweep.csv;
 and plots into OUT/figures/. A finished run is not trained again, an interrupted one
 resumes, so the command can be re-run after a time limit. `--set key=value` overrides
-go to every run (e.g. a tiny backbone for a CPU smoke test; see tests/test_evaluate.py).
+go to every run whose method reads the key (e.g. a tiny backbone for a CPU smoke test;
+see tests/test_evaluate.py).
 """
 import argparse
 from pathlib import Path
 
 from ddgan import checkpoint
-from ddgan.config import load_config
 from ddgan.evaluate import evaluate_runs, write_results
 from ddgan.featnet import train_featnet
-from ddgan.methods import METHODS
+from ddgan.methods import METHODS, load_shared_config
 from ddgan.plot import plot_results
 from ddgan.train import Run, train
 from divergences import DIVERGENCES
@@ -59,11 +59,11 @@ def main():
     for divergence in args.divergences:
         for t in args.steps:
             name = f"ddgan_{divergence}_T{t}"
-            cfg = load_config(config_dir / f"ddgan_{divergence.replace('-', '_')}.yaml",
-                              [f"diffusion.num_steps={t}", *common, f"train.out_dir={out / name}"])
+            cfg = load_shared_config(config_dir / f"ddgan_{divergence.replace('-', '_')}.yaml",
+                                     [f"diffusion.num_steps={t}", *common, f"train.out_dir={out / name}"])
             runs.append(train_once(cfg))
     for baseline in args.baselines:
-        cfg = load_config(config_dir / f"{baseline}.yaml", [*common, f"train.out_dir={out / baseline}"])
+        cfg = load_shared_config(config_dir / f"{baseline}.yaml", [*common, f"train.out_dir={out / baseline}"])
         runs.append(train_once(cfg))
 
     featnet = Path(args.featnet)

@@ -4,6 +4,7 @@ import torch
 
 from ddgan.config import load_config
 from ddgan.generate import generate
+from ddgan.methods import load_shared_config
 from ddgan.networks.precond import edm_coefficients
 from ddgan.train import train
 
@@ -35,8 +36,8 @@ def test_preconditioning_gives_unit_variance_inputs_and_targets(sigma):
     ("edm", [dict(steps=3, sampler=None), dict(steps=3, sampler="euler")]),
 ])
 def test_baseline_trains_and_samples(fake_fmnist, tmp_path, method, sampling):
-    cfg = load_config(REPO / f"configs/fmnist/{method}.yaml",
-                      TINY_BASELINE + [f"data.root={fake_fmnist}", f"train.out_dir={tmp_path / 'run'}"])
+    cfg = load_shared_config(REPO / f"configs/fmnist/{method}.yaml",
+                             TINY_BASELINE + [f"data.root={fake_fmnist}", f"train.out_dir={tmp_path / 'run'}"])
     run = train(cfg)
     state = torch.load(run / "checkpoints/last.pt", weights_only=False)
     assert state["step"] == 4 and state["config"]["method"] == method
@@ -72,7 +73,7 @@ def test_grids_sample_with_the_cheap_stated_steps(fake_fmnist, tmp_path, monkeyp
 
     grids = []
     sampler = ddpm.ancestral_sampler
-    monkeypatch.setattr(ddpm, "ancestral_sampler", lambda *a, **k: grids.append(len(a[3])) or sampler(*a, **k))
+    monkeypatch.setattr(ddpm, "ancestral_sampler", lambda *a, **k: grids.append(len(a[2])) or sampler(*a, **k))
     common = TINY_BASELINE[:-2] + [f"data.root={fake_fmnist}", "train.max_steps=2", "train.ckpt_every=2"]
     train(load_config(REPO / "configs/fmnist/ddpm.yaml", common + [f"train.out_dir={tmp_path / 'a'}"]))
     train(load_config(REPO / "configs/fmnist/ddpm.yaml", common + [f"train.out_dir={tmp_path / 'b'}", "eval.steps=7"]))

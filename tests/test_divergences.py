@@ -171,3 +171,38 @@ def test_a_sixth_divergence_as_the_readme_shows():
     found = minimise_over_free_outputs(kl_class(), P, Q)
     assert found == pytest.approx(-(P * (P / Q).log()).sum().item(), abs=1e-3)
     assert "DIVERGENCES" in readme and divergences.DIVERGENCES is DIVERGENCES
+
+
+def test_a_regulariser_defined_here_joins_the_discriminator_step():
+    """R2 (a zero-centred penalty on fake x_{t-1}), written as one Regularizer subclass, enters
+    D's total loss with its weight, every `every` steps, beside the divergence's own."""
+    from ddgan.diffusion import ForwardProcess
+    from ddgan.methods.ddgan import discriminator_step
+    from ddgan.networks import MLPDiscriminator, MLPGenerator
+    from divergences import R1, Regularizer
+    from divergences.regularizers import _squared_grad_norm
+
+    class R2(Regularizer):
+        name, every = "r2", 2
+
+        def weight_at(self, d_step):
+            return 0.5 if d_step % self.every == 0 else 0.0
+
+        def __call__(self, critic, real, fake, condition, real_out):
+            fake = fake.detach().requires_grad_(True)
+            return _squared_grad_norm(critic(fake, *condition), fake).mean()
+
+    torch.manual_seed(0)
+    generator, discriminator = MLPGenerator(nz=2, hidden=16), MLPDiscriminator(hidden=16)
+    optimizer = torch.optim.SGD(discriminator.parameters(), lr=0.0)  # the losses, not the update
+    divergence = get_divergence("wgan-gp")
+    divergence.regularizers += [R2(), R1(0.2, every=3)]
+    x0 = torch.randn(64, 2)
+    for d_step, expected in [(0, {"gp", "r2", "r1"}), (1, {"gp"}), (2, {"gp", "r2"}), (3, {"gp", "r1"})]:
+        torch.manual_seed(d_step)
+        stats = discriminator_step(generator, discriminator, optimizer, ForwardProcess(2), divergence,
+                                   x0, 2, d_step)
+        assert expected == {name for name in ("gp", "r1", "r2") if name in stats}
+        weights = {"gp": 10.0, "r2": 0.5, "r1": 0.2 / 2 * 3}  # R1 lazy every 3, StyleGAN2's rule
+        added = sum(weights[name] * stats[name] for name in expected)
+        assert stats["d_total"] - stats["d_loss"] == pytest.approx(float(added), rel=1e-5)

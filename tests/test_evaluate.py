@@ -10,7 +10,7 @@ from ddgan.cli import main
 from ddgan.config import load_config
 from ddgan.evaluate import append_csv
 from ddgan.featnet import train_featnet
-from ddgan.methods import METHODS
+from ddgan.methods import METHODS, load_shared_config
 from ddgan.train import train
 
 from .conftest import REPO
@@ -74,9 +74,9 @@ def test_tiny_sweep_goes_through_eval_and_plot(fake_data, tmp_path):
 def tiny_run(fake_data, tmp_path_factory):
     root, _ = fake_data
     out = tmp_path_factory.mktemp("runs") / "js_T2"
-    cfg = load_config(REPO / "configs/fmnist/ddgan_js.yaml",
-                      TINY + ["train.max_steps=2", "diffusion.num_steps=2", f"data.root={root}",
-                              f"train.out_dir={out}"])
+    cfg = load_shared_config(REPO / "configs/fmnist/ddgan_js.yaml",
+                             TINY + ["train.max_steps=2", "diffusion.num_steps=2", f"data.root={root}",
+                                     f"train.out_dir={out}"])
     return train(cfg)
 
 
@@ -115,16 +115,15 @@ def test_periodic_evaluation_needs_an_extractor(fake_data, tmp_path):
                                                    f"train.out_dir={tmp_path / 'run'}"])
     with pytest.raises(ValueError, match="eval.every_images needs eval.extractor"):
         train(cfg)
-    ddpm = [f"data.root={root}", "method=ddpm", "generator.nz=0", "generator.tanh_output=false",
-            "ddpm.num_steps=100", "eval.every_images=100", f"eval.extractor=featnet:{featnet}",
-            f"train.out_dir={tmp_path / 'run'}"]
+    ddpm = [f"data.root={root}", "ddpm.num_steps=100", "eval.every_images=100",
+            f"eval.extractor=featnet:{featnet}", f"train.out_dir={tmp_path / 'run'}"]
     for steps, error in [(0, "must be a positive integer"), ("true", "must be a positive integer"),
                          (101, "must lie in 1..100")]:
-        cfg = load_config(REPO / "configs/tiny.yaml", ddpm + [f"eval.steps={steps}", "ddpm.spacing=quadratic"])
+        cfg = load_config(REPO / "configs/fmnist/ddpm.yaml", ddpm + [f"eval.steps={steps}", "ddpm.spacing=quadratic"])
         with pytest.raises(ValueError, match=error):
             train(cfg)
     with pytest.raises(ValueError, match="spacing must be one of"):
-        train(load_config(REPO / "configs/tiny.yaml", ddpm + ["ddpm.spacing=linear"]))
+        train(load_config(REPO / "configs/fmnist/ddpm.yaml", ddpm + ["ddpm.spacing=linear"]))
     assert not (tmp_path / "run").exists()
 
 
@@ -134,7 +133,7 @@ def test_periodic_evaluation_leaves_the_training_unchanged(fake_data, tmp_path):
     root, featnet = fake_data
     weights = {}
     for every in (0, 8):
-        cfg = load_config(REPO / "configs/fmnist/ddgan_js.yaml", TINY + [
+        cfg = load_shared_config(REPO / "configs/fmnist/ddgan_js.yaml", TINY + [
             "train.max_steps=3", "diffusion.num_steps=2", f"data.root={root}",
             f"train.out_dir={tmp_path / str(every)}", "data.on_device=false",
             f"eval.every_images={every}", f"eval.extractor=featnet:{featnet}", "eval.num_samples=8"])

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from ddgan.samplers import (ancestral_sampler, ddim_sampler, edm_sampler, edm_sigmas, linear_betas,
-                            select_steps)
+                            respaced_schedule, select_steps)
 
 S = 0.5  # data ~ N(0, S^2)
 
@@ -22,15 +22,16 @@ ABAR = torch.cumprod(1 - linear_betas(), 0)
 def ddim_std(num_calls, spacing="uniform"):
     """DDIM with eta = 0 is linear in x_T for Gaussian data: x_T = 1 gives the output std."""
     x_T = torch.ones(1, 1, dtype=torch.float64)
-    return ddim_sampler(gaussian_eps(ABAR), ABAR, x_T, select_steps(1000, num_calls, spacing),
-                        clip_x0=False).item()
+    schedule = respaced_schedule(ABAR, select_steps(1000, num_calls, spacing))
+    return ddim_sampler(gaussian_eps(ABAR), x_T, schedule, clip_x0=False).item()
 
 
 def ancestral_std(num_calls, variance="posterior"):
     torch.manual_seed(0)
     x_T = torch.randn(200_000, 1, dtype=torch.float64)
-    return ancestral_sampler(gaussian_eps(ABAR), ABAR, x_T, select_steps(1000, num_calls),
-                             variance=variance, clip_x0=False).std().item()
+    schedule = respaced_schedule(ABAR, select_steps(1000, num_calls))
+    return ancestral_sampler(gaussian_eps(ABAR), x_T, schedule, variance=variance,
+                             clip_x0=False).std().item()
 
 
 def test_linear_schedule():
@@ -99,9 +100,9 @@ def test_clipping_keeps_the_predicted_x0_in_the_data_range():
     eps_model = lambda x, t: (1 - ABAR[t - 1]).sqrt().view(-1, 1) / (ABAR[t - 1].view(-1, 1) * wide**2 + 1 - ABAR[t - 1].view(-1, 1)) * x  # noqa: E731
     x_T = torch.randn(20_000, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     for sampler in (ancestral_sampler, ddim_sampler):
-        steps = select_steps(1000, 50)
-        clipped = sampler(eps_model, ABAR, x_T, steps, rng=torch.Generator().manual_seed(1))
-        unclipped = sampler(eps_model, ABAR, x_T, steps, rng=torch.Generator().manual_seed(1), clip_x0=False)
+        schedule = respaced_schedule(ABAR, select_steps(1000, 50))
+        clipped = sampler(eps_model, x_T, schedule, rng=torch.Generator().manual_seed(1))
+        unclipped = sampler(eps_model, x_T, schedule, rng=torch.Generator().manual_seed(1), clip_x0=False)
         assert clipped.abs().max() <= 1 and (clipped.abs() > 0.99).float().mean() > 0.1
         assert unclipped.std().item() == pytest.approx(wide, rel=0.1) and unclipped.abs().max() > 3
 
@@ -123,9 +124,9 @@ def gaussian_denoiser(x, sigma):
 def test_edm_sampler_on_gaussian_data():
     """Linear in the latents: a latent of 1 comes out as the sample standard deviation."""
     ones = torch.ones(1, 1)
-    assert edm_sampler(gaussian_denoiser, ones, num_steps=100).item() == pytest.approx(S, rel=0.01)
+    assert edm_sampler(gaussian_denoiser, ones, edm_sigmas(100)).item() == pytest.approx(S, rel=0.01)
     # At 18 steps Heun's discretisation error is about +5% here: expected, not a bug.
-    error_18 = edm_sampler(gaussian_denoiser, ones, num_steps=18).item() / S - 1
+    error_18 = edm_sampler(gaussian_denoiser, ones, edm_sigmas(18)).item() / S - 1
     assert error_18 == pytest.approx(RECORDED["edm_heun_18"], abs=2e-3)
     assert 0.03 < error_18 < 0.07
 
@@ -134,7 +135,7 @@ def test_edm_sampler_on_two_points():
     """Data 1/2 delta(-1) + 1/2 delta(+1): D(x; sigma) = tanh(x / sigma^2)."""
     torch.manual_seed(0)
     samples = edm_sampler(lambda x, sigma: torch.tanh(x / sigma.view(-1, 1) ** 2),
-                          torch.randn(10_000, 1), num_steps=18)
+                          torch.randn(10_000, 1), edm_sigmas(18))
     assert ((samples.abs() - 1).abs() < 0.05).float().mean() >= 0.95
     assert 0.45 < (samples > 0).float().mean() < 0.55
 
@@ -146,16 +147,16 @@ def test_edm_network_calls():
         calls.append(1)
         return gaussian_denoiser(x, sigma)
 
-    edm_sampler(counting, torch.ones(2, 1), num_steps=18)
+    edm_sampler(counting, torch.ones(2, 1), edm_sigmas(18))
     assert len(calls) == 35  # 2N - 1
     calls.clear()
-    edm_sampler(counting, torch.ones(2, 1), num_steps=18, second_order=False)
+    edm_sampler(counting, torch.ones(2, 1), edm_sigmas(18), second_order=False)
     assert len(calls) == 18
 
 
 def test_edm_stochastic_sampler_still_reaches_the_data():
     torch.manual_seed(0)
-    samples = edm_sampler(gaussian_denoiser, torch.randn(50_000, 1), num_steps=100, S_churn=40,
+    samples = edm_sampler(gaussian_denoiser, torch.randn(50_000, 1), edm_sigmas(100), S_churn=40,
                           S_min=0.05, S_max=50, S_noise=1.0, rng=None)
     assert samples.std().item() == pytest.approx(S, rel=0.02)
 

@@ -9,7 +9,7 @@ from accelerate import Accelerator
 
 from ddgan.config import DEFAULTS, load_config
 from ddgan.diffusion import ForwardProcess
-from ddgan.methods import method_class
+from ddgan.methods import load_shared_config, method_class
 from ddgan.speed import PLAIN_OVERRIDES, SWITCHES, CompiledOrEager, resolve
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,7 +48,7 @@ def _batches():
 
 def _losses(config, overrides, steps=4, device="cpu"):
     """Losses of `steps` training steps on fixed random images, seeded identically."""
-    cfg = load_config(REPO / config, TINY_NETS + overrides)
+    cfg = load_shared_config(REPO / config, TINY_NETS + overrides)
     torch.manual_seed(0)
     method = method_class(cfg)(cfg, (1, 28, 28), Accelerator(cpu=device == "cpu"))
     batches = cycle([batch.to(device) for batch in _batches()])

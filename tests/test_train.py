@@ -7,7 +7,8 @@ from ddgan import checkpoint
 from ddgan.config import load_config
 from ddgan.generate import generate
 from ddgan.methods.common import ema_decay_after, make_ema, optimizer_step
-from ddgan.methods.ddgan import build_generator, build_process, lazy_r1_weight
+from ddgan.methods.ddgan import build_generator, build_process
+from divergences.regularizers import lazy_r1_weight
 from ddgan.metrics import frechet_distance
 from ddgan.samplers import ddgan_sampler
 from ddgan.train import NonFiniteLossError, train
@@ -22,6 +23,15 @@ FAST = ["generator.base_channels=8", "generator.channel_mult=[1, 2]", "discrimin
 
 def fast_config(root, out_dir, *extra):
     return load_config(TINY, FAST + [f"data.root={root}", f"train.out_dir={out_dir}", *extra])
+
+
+def fast_ddpm_config(root, out_dir, *extra):
+    """A DDPM as small as fast_config's DDGAN (without the discriminator it does not have)."""
+    small = [o for o in FAST if not o.startswith("discriminator.")]
+    return load_config(REPO / "configs/fmnist/ddpm.yaml",
+                       small + ["generator.num_res_blocks=1", "generator.attn_resolutions=[]",
+                                "ddpm.num_steps=20", "eval.steps=2", f"data.root={root}",
+                                f"train.out_dir={out_dir}", *extra])
 
 
 def assert_same_state(a, b, where=""):
@@ -127,18 +137,16 @@ def test_a_run_saved_before_the_new_discriminator_layout_keeps_its_own(fake_fmni
 def test_a_baseline_saved_before_a_ddgan_key_existed_still_resumes(fake_fmnist, tmp_path):
     """Another method's sections may differ on resume (a DDPM has no discriminator), while the
     sections it uses are still checked."""
-    baseline = ["method=ddpm", "generator.nz=0", "generator.tanh_output=false", "ddpm.num_steps=20",
-                "eval.steps=2", "train.ckpt_every=2"]
     run = tmp_path / "run"
-    train(fast_config(fake_fmnist, run, "train.max_steps=2", *baseline))
+    train(fast_ddpm_config(fake_fmnist, run, "train.max_steps=2", "train.ckpt_every=2"))
     text = (run / "config.yaml").read_text()  # as saved before the discriminator layout keys
     (run / "config.yaml").write_text("".join(line for line in text.splitlines(True)
                                              if line.strip().split(":")[0] not in
                                              ("stem_kernel", "downsample", "near_zero_init")))
     with pytest.raises(ValueError, match="ddpm.num_steps"):
-        train(fast_config(fake_fmnist, run, "train.max_steps=4", *baseline, "ddpm.num_steps=30"),
-              resume=True)
-    train(fast_config(fake_fmnist, run, "train.max_steps=4", *baseline), resume=True)
+        train(fast_ddpm_config(fake_fmnist, run, "train.max_steps=4", "train.ckpt_every=2",
+                               "ddpm.num_steps=30"), resume=True)
+    train(fast_ddpm_config(fake_fmnist, run, "train.max_steps=4", "train.ckpt_every=2"), resume=True)
     assert checkpoint.load(run / "checkpoints/last.pt")["step"] == 4
 
 
@@ -165,7 +173,7 @@ def test_short_fashion_mnist_training_improves_and_samples(real_data_root, tmp_p
     torch.manual_seed(1)
     untrained = build_generator(cfg, (1, 28, 28)).eval()
     x_T = torch.randn(2000, 1, 28, 28)
-    before = ddgan_sampler(untrained, build_process(cfg), x_T, cfg["generator"]["nz"])
+    before = ddgan_sampler(untrained, x_T, build_process(cfg), nz=cfg["generator"]["nz"])
     fd_before = frechet_distance(pooled_features(before), pooled_features(real))
     fd_after = frechet_distance(pooled_features(trained), pooled_features(real))
     assert fd_after < 0.5 * fd_before, (fd_before, fd_after)
@@ -289,7 +297,6 @@ def test_every_method_clips_every_network_when_asked(fake_fmnist, tmp_path, monk
     clip = torch.nn.utils.clip_grad_norm_
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_",
                         lambda params, max_norm: norms.append(max_norm) or clip(params, max_norm))
-    baseline = ["method=ddpm", "generator.nz=0", "generator.tanh_output=false", "ddpm.num_steps=20",
-                "eval.steps=2"] if method == "ddpm" else []
-    train(fast_config(fake_fmnist, tmp_path / "run", "train.max_steps=2", "optim.grad_clip=0.5", *baseline))
+    config = fast_ddpm_config if method == "ddpm" else fast_config
+    train(config(fake_fmnist, tmp_path / "run", "train.max_steps=2", "optim.grad_clip=0.5"))
     assert norms == [0.5] * (4 if method == "ddgan" else 2)  # D and G, or the one network, per step

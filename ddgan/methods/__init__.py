@@ -20,8 +20,13 @@ def get_method(name, what="method"):
 
 
 def method_class(cfg):
-    """The class of cfg's method, after checking cfg for it (so bad input fails before data loads)."""
+    """The class of cfg's method, after checking cfg for it (so bad input fails before data loads):
+    a setting the method does not use is an error, as are the method's own bad settings."""
     cls = get_method(cfg["method"])
+    unused = unused_settings(cls, cfg)
+    if unused:
+        raise ValueError(f"method {cls.name} does not use {', '.join(unused)}: remove "
+                         f"{'it' if len(unused) == 1 else 'them'} from the config and the overrides")
     cls.check_config(cfg)
     return cls
 
@@ -31,3 +36,32 @@ def unused_sections(cls):
     own = set(cls.sections)
     return tuple(section for other in METHODS.values() for section in other.sections
                  if section not in own)
+
+
+def uses(cls, dotted):
+    """Whether runs of method cls read the config key `dotted` ('section.key')."""
+    return dotted.split(".")[0] not in unused_sections(cls) and dotted not in cls.unused_keys
+
+
+def unused_settings(cls, cfg):
+    """The keys cfg sets away from their defaults that method cls does not read, each with the
+    method whose section it is."""
+    from ..config import config_differences, defaults
+
+    owners = {section: other.name for other in METHODS.values() for section in other.sections}
+    return [f"{key} ({owners[key.split('.')[0]]}'s)" if key.split(".")[0] in owners else key
+            for key in config_differences(defaults(), cfg) if not uses(cls, key)]
+
+
+def overrides_for(cls, overrides):
+    """Of 'section.key=value' overrides given to runs of several methods (a sweep's, a
+    benchmark's --set), those that method cls reads."""
+    return [text for text in overrides if uses(cls, text.split("=", 1)[0].strip())]
+
+
+def load_shared_config(path, overrides):
+    """The config at `path` with those of `overrides` that its method reads: overrides shared by
+    the runs of several methods (a sweep's, a benchmark's --set) go to the runs that use them."""
+    from ..config import load_config
+
+    return load_config(path, overrides_for(get_method(load_config(path)["method"]), overrides))

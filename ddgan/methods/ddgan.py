@@ -7,16 +7,17 @@ import math
 
 import torch
 
-from divergences import get_divergence, gradient_penalty, r1_penalty
+from divergences import R1, get_divergence
+from divergences.regularizers import LAZY_R1_RULES
 
 from ..config import check_count
 from ..diffusion import ForwardProcess
 from ..networks import Discriminator, MLPDiscriminator, MLPGenerator
 from ..samplers import ddgan_sampler
-from ..speed import adam, compiled, match_optimizer, prepare_module, resolve
 from .base import Method
 from .common import build_unet as build_generator
-from .common import cosine_schedules, grad_norm, make_ema, optimizer_step
+from .common import cosine_schedules, grad_norm, optimizer_step
+from .state import RunState, check_schedule
 
 SECTIONS = {
     "diffusion": {
@@ -62,36 +63,24 @@ def generated_prev(generator, process, x_t, t, nz):
     return process.posterior_sample(generator(x_t, z, t), x_t, t)
 
 
-LAZY_R1_RULES = ("stylegan2", "ddgan")
-
-
-def lazy_r1_weight(r1_gamma, r1_every, d_step, rule="stylegan2"):
-    """R1's weight at discriminator step d_step (0-based), applied every r1_every-th step and
-    0 in between (REFERENCE §3). 'stylegan2' multiplies gamma / 2 by r1_every there, so the
-    average per step stays gamma / 2; 'ddgan' (the authors' --lazy_reg) does not, so it is
-    gamma / (2 r1_every)."""
-    if rule not in LAZY_R1_RULES:
-        raise ValueError(f"the lazy R1 rule must be one of {', '.join(LAZY_R1_RULES)}, got {rule!r}")
-    if d_step % r1_every:
-        return 0.0
-    return r1_gamma / 2 * (r1_every if rule == "stylegan2" else 1)
-
-
 def discriminator_step(generator, discriminator, optimizer, process, divergence, x0, nz,
-                       r1_weight=0.0, backward=torch.Tensor.backward, penalised=None,
+                       d_step=0, backward=torch.Tensor.backward, penalised=None,
                        max_grad_norm=0.0):
-    """One update of D on a real pair (x_{t-1}, x_t) and a fake pair with the same x_t and t.
+    """One update of D on a real pair (x_{t-1}, x_t) and a fake pair with the same x_t and t,
+    with the divergence's regularisers that weigh on this step (d_step, 0-based, counts
+    discriminator steps for the lazy ones).
 
-    r1_weight multiplies E||grad V(real)||^2 (gamma / 2, times k when lazy every k).
     penalised: D itself where `discriminator` is its compiled form, for the passes the
     penalties differentiate twice (compiled graphs have no double backward).
     Returns the losses, including the total with its regularisers, as detached tensors.
     """
     penalised = discriminator if penalised is None else penalised
+    active = [(reg, weight) for reg in divergence.regularizers if (weight := reg.weight_at(d_step))]
+    on_real = any(reg.on_real for reg, _ in active)
     t = random_steps(process, x0.shape[0], x0.device)
     x_prev, x_t = process.q_sample_pair(x0, t)
-    x_prev.requires_grad_(r1_weight > 0)
-    real_out = (penalised if r1_weight > 0 else discriminator)(x_prev, x_t, t).float()
+    x_prev.requires_grad_(on_real)
+    real_out = (penalised if on_real else discriminator)(x_prev, x_t, t).float()
     with torch.no_grad():
         fake_prev = generated_prev(generator, process, x_t, t, nz)
     fake_out = discriminator(fake_prev, x_t, t).float()
@@ -99,14 +88,10 @@ def discriminator_step(generator, discriminator, optimizer, process, divergence,
     loss = divergence.d_loss(real_out, fake_out)
     stats = {"d_loss": loss.detach(), "d_real": real_out.detach().mean(),
              "d_fake": fake_out.detach().mean()}
-    if r1_weight > 0:
-        r1 = r1_penalty(real_out, x_prev)
-        loss = loss + r1_weight * r1
-        stats["r1"] = r1.detach()
-    if divergence.gp_weight > 0:
-        gp = gradient_penalty(penalised, x_prev, fake_prev, x_t, t)
-        loss = loss + divergence.gp_weight * gp
-        stats["gp"] = gp.detach()
+    for reg, weight in active:
+        value = reg(penalised, x_prev, fake_prev, (x_t, t), real_out)
+        loss = loss + weight * value
+        stats[reg.name] = value.detach()
     stats["d_total"] = loss.detach()
     optimizer.zero_grad(set_to_none=True)
     backward(loss)
@@ -143,8 +128,12 @@ def build_process(cfg):
 
 
 def build_divergence(cfg):
-    divergence = get_divergence(cfg["divergence"]["name"], **cfg["divergence"]["options"])
-    if divergence.gp_weight > 0 and cfg["discriminator"]["minibatch_std_group"]:
+    """The divergence with its regularisers, R1 first where divergence.r1_gamma > 0."""
+    d = cfg["divergence"]
+    divergence = get_divergence(d["name"], **d["options"])
+    if d["r1_gamma"] > 0:
+        divergence.regularizers.insert(0, R1(d["r1_gamma"], d["r1_every"], d["r1_lazy_rule"]))
+    if any(reg.per_sample for reg in divergence.regularizers) and cfg["discriminator"]["minibatch_std_group"]:
         raise ValueError("wgan-gp needs a per-sample critic: set "
                          "discriminator.minibatch_std_group=0 (minibatch statistics make "
                          "each gradient depend on the other samples)")
@@ -168,39 +157,33 @@ class DDGAN(Method):
     samplers = ("ddgan",)
     steps_symbol = "T"
     steps_trained = True
+    unused_keys = ("eval.steps",)  # it samples with its trained T
 
     def __init__(self, cfg, image_shape, accelerator):
         self.accelerator, self.cfg = accelerator, cfg
         self.image_shape = tuple(image_shape)
         self.process, self.divergence = self.check_config(cfg)
         self.nz = cfg["generator"]["nz"]
-        d = cfg["divergence"]
-        self.r1_gamma, self.r1_every, self.r1_lazy_rule = d["r1_gamma"], d["r1_every"], d["r1_lazy_rule"]
 
-        self.speed = speed = resolve(cfg["speed"], accelerator.device)
-        generator = prepare_module(build_generator(cfg, image_shape), speed)
-        discriminator = prepare_module(build_discriminator(cfg, image_shape), speed)
-        # The EMA copy is made before accelerate wraps G, so it stays a plain module.
-        self.ema = make_ema(generator, cfg["optim"]["ema_decay"], accelerator.device,
-                            cfg["optim"]["ema_warmup"])
         o = cfg["optim"]
         self.max_grad_norm = o["grad_clip"]
-        opt_g = adam(generator.parameters(), o["lr_g"], o["betas"], speed)
-        opt_d = adam(discriminator.parameters(), o["lr_d"], o["betas"], speed)
-        self.generator, self.discriminator, self.opt_g, self.opt_d = accelerator.prepare(
-            generator, discriminator, opt_g, opt_d)
+        self.state = state = RunState(cfg, accelerator)
+        self.speed = state.speed
+        self.generator, self.opt_g = state.add("generator", build_generator(cfg, image_shape),
+                                               o["lr_g"], "opt_g", ema=True)
+        self.discriminator, self.opt_d = state.add(
+            "discriminator", build_discriminator(cfg, image_shape), o["lr_d"], "opt_d")
+        self.ema = state.ema
         # Compiled forms for the passes that are differentiated once; they share the weights.
-        self.fast_generator = compiled(self.generator, speed)
-        self.fast_discriminator = compiled(self.discriminator, speed)
-        self.fast_frozen_discriminator = compiled(accelerator.unwrap_model(self.discriminator), speed)
-        self.schedulers = [
-            torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg["train"]["max_steps"], o["lr_min"])
-            for opt in (self.opt_g, self.opt_d)] if o["cosine_decay"] else []
-        self.last_r1 = None  # lazy R1 is computed every k steps; logs show its latest value
+        self.fast_generator = state.fast(self.generator)
+        self.fast_discriminator = state.fast(self.discriminator)
+        self.fast_frozen_discriminator = state.fast(accelerator.unwrap_model(self.discriminator))
+        self.last_penalties = {}  # a lazy penalty is computed every k steps; logs show its latest value
 
     @classmethod
     def check_config(cls, cfg):
         """Fail on a bad setting before any data is loaded; returns (process, divergence)."""
+        check_schedule(cfg["optim"])
         if cfg["generator"]["nz"] < 1:
             raise ValueError("DDGAN needs a latent: set generator.nz >= 1")
         d = cfg["divergence"]
@@ -226,17 +209,15 @@ class DDGAN(Method):
         acc = self.accelerator
         n_critic = self.divergence.n_critic
         for critic_step in range(n_critic):
-            d_step = step * n_critic + critic_step  # lazy R1 counts discriminator steps
+            d_step = step * n_critic + critic_step  # lazy penalties count discriminator steps
             x0 = next(batches)
             stats = discriminator_step(self.fast_generator, self.fast_discriminator, self.opt_d,
-                                       self.process, self.divergence, x0, self.nz,
-                                       lazy_r1_weight(self.r1_gamma, self.r1_every, d_step,
-                                                      self.r1_lazy_rule),
+                                       self.process, self.divergence, x0, self.nz, d_step,
                                        acc.backward, penalised=self.discriminator,
                                        max_grad_norm=self.max_grad_norm)
-            self.last_r1 = stats.get("r1", self.last_r1)
-        if self.last_r1 is not None:
-            stats["r1"] = self.last_r1
+            self.last_penalties.update({reg.name: stats[reg.name]
+                                        for reg in self.divergence.regularizers if reg.name in stats})
+        stats.update(self.last_penalties)
         if with_grad_norms:
             stats["grad_norm_d"] = grad_norm(self.discriminator)
         stats.update(generator_step(self.fast_generator, self.fast_frozen_discriminator,
@@ -244,9 +225,7 @@ class DDGAN(Method):
                                     acc.backward, self.max_grad_norm))
         if with_grad_norms:
             stats["grad_norm_g"] = grad_norm(self.generator)
-        self.ema.update_parameters(acc.unwrap_model(self.generator))
-        for scheduler in self.schedulers:
-            scheduler.step()
+        self.state.end_step()
         return stats
 
     build_network = staticmethod(build_generator)
@@ -259,7 +238,7 @@ class DDGAN(Method):
             raise ValueError(f"a DDGAN samples with its trained T = {process.num_steps} and its own "
                              f"sampler; a sweep over T is a set of runs")
         x_T = torch.randn(num, *image_shape, device=rng.device, generator=rng)
-        return ddgan_sampler(generator, process, x_T, cfg["generator"]["nz"], rng)
+        return ddgan_sampler(generator, x_T, process, rng, nz=cfg["generator"]["nz"])
 
     @classmethod
     def default_steps(cls, cfg):
@@ -289,39 +268,20 @@ class DDGAN(Method):
         return {**cfg, "diffusion": {**cfg["diffusion"], "num_steps": steps}}
 
     def cycle(self):
-        """Generator steps per repeat of the lazy R1 pattern (1 without R1)."""
-        if not self.r1_gamma:
-            return 1
+        """Generator steps per repeat of the lazy penalties' pattern (1 without one)."""
+        every = math.lcm(1, *(reg.every for reg in self.divergence.regularizers))
         n_critic = self.divergence.n_critic
-        return math.lcm(self.r1_every, n_critic) // n_critic
+        return math.lcm(every, n_critic) // n_critic
 
     @classmethod
     def toy_model(cls, hp, steps, divergence, sampler=None):
         return ToyDDGAN(hp, steps, divergence, sampler)
 
     def state_dict(self):
-        unwrap = self.accelerator.unwrap_model
-        return {
-            "generator": unwrap(self.generator).state_dict(),
-            "discriminator": unwrap(self.discriminator).state_dict(),
-            "ema": self.ema.state_dict(),
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
-            "schedulers": [s.state_dict() for s in self.schedulers],
-        }
+        return self.state.state_dict()
 
     def load_state_dict(self, state):
-        unwrap = self.accelerator.unwrap_model
-        unwrap(self.generator).load_state_dict(state["generator"])
-        unwrap(self.discriminator).load_state_dict(state["discriminator"])
-        self.ema.load_state_dict(state["ema"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        match_optimizer(self.opt_g, self.speed)
-        match_optimizer(self.opt_d, self.speed)
-        for scheduler, s in zip(self.schedulers, state["schedulers"]):
-            scheduler.load_state_dict(s)
-
+        self.state.load_state_dict(state)
 
 
 class ToyDDGAN:
@@ -351,19 +311,19 @@ class ToyDDGAN:
         check_count("r1_every", hp["r1_every"])
         if hp["r1_gamma"] < 0:
             raise ValueError(f"r1_gamma must be >= 0 (0 = no R1), got {hp['r1_gamma']}")
-        self.r1_gamma = 0.0 if self.div.gp_weight else hp["r1_gamma"]
+        if hp["r1_gamma"] and not self.div.regularizers:  # wgan-gp keeps its own penalty alone
+            self.div.regularizers.append(R1(hp["r1_gamma"], hp["r1_every"]))
         self.d_steps = 0
 
     def train_step(self, draw_batch):
         for _ in range(self.div.n_critic):
             x0 = draw_batch()
-            r1_weight = lazy_r1_weight(self.r1_gamma, self.hp["r1_every"], self.d_steps)
             discriminator_step(self.generator, self.discriminator, self.opt_d, self.process,
-                               self.div, x0, self.hp["nz"], r1_weight=r1_weight)
+                               self.div, x0, self.hp["nz"], self.d_steps)
             self.d_steps += 1
         generator_step(self.generator, self.discriminator, self.opt_g, self.process, self.div,
                        x0, self.hp["nz"])
 
     def sample(self, num, rng):
         x_T = torch.randn(num, 2, generator=rng)
-        return ddgan_sampler(self.generator.eval(), self.process, x_T, self.hp["nz"], rng)
+        return ddgan_sampler(self.generator.eval(), x_T, self.process, rng, nz=self.hp["nz"])

@@ -3,7 +3,8 @@ import torch
 import torch.nn.functional as F
 
 from ..diffusion import ForwardProcess
-from ..samplers import SPACINGS, ancestral_sampler, ddim_sampler, linear_betas, select_steps
+from ..samplers import (SPACINGS, ancestral_sampler, ddim_sampler, linear_betas, respaced_schedule,
+                        select_steps)
 from .denoising import DenoisingMethod
 
 SECTIONS = {
@@ -95,9 +96,9 @@ class DDPM(DenoisingMethod):
                                 d["spacing"])
         x_T = torch.randn(num, *image_shape, device=rng.device, generator=rng)
         eps_model = lambda x, t: network(x, None, t)  # noqa: E731
-        abar = process.alphas_cumprod.to(x_T.device)
+        schedule = respaced_schedule(process.alphas_cumprod.to(x_T.device), selected)
         if (sampler or "ancestral") == "ancestral":
-            return ancestral_sampler(eps_model, abar, x_T, selected, d["variance"], rng, d["clip_x0"])
+            return ancestral_sampler(eps_model, x_T, schedule, rng, d["variance"], d["clip_x0"])
         if sampler == "ddim":
-            return ddim_sampler(eps_model, abar, x_T, selected, d["eta"], rng, d["clip_x0"])
+            return ddim_sampler(eps_model, x_T, schedule, rng, d["eta"], d["clip_x0"])
         raise ValueError(f"DDPM samplers: ancestral, ddim; got {sampler!r}")

@@ -1,20 +1,22 @@
 """The baselines' common part: one network trained by regression, with its optimiser and EMA.
 
 A subclass supplies its objective (the loss), wrap (its preconditioning around the shared
-backbone), sample_with, network_calls, default_steps and preview_steps; the training loop,
-logging and checkpoints are train.py's, shared with DDGAN. The same objective and sampler
+backbone), sample_with, network_calls, default_steps and preview_steps; the optimiser, EMA
+and schedule are the RunState's, the training loop, logging and checkpoints train.py's,
+all shared with DDGAN. The same objective and sampler
 train and sample the 2-D benchmark's MLP (ToyDenoiser).
 """
 import torch
 
 from ..networks import MLPGenerator
-from ..speed import adam, compiled, match_optimizer, prepare_module, resolve
 from .base import Method
-from .common import build_unet, cosine_schedules, grad_norm, make_ema, optimizer_step
+from .common import build_unet, cosine_schedules, grad_norm, optimizer_step
+from .state import RunState, check_schedule
 
 
 class DenoisingMethod(Method):
     batches_per_step = 1
+    unused_keys = ("optim.lr_d",)  # one network, trained at optim.lr_g
     # The 2-D benchmark: denoisers regress, so they take Adam's usual betas and their own
     # budget (4,000 steps at 5e-4: with 1,000 calls DDPM covers 25/25 modes).
     toy_recipe = {"iters": 4000, "lr_g": 5e-4, "betas": (0.9, 0.999)}
@@ -24,29 +26,20 @@ class DenoisingMethod(Method):
         self.check_config(cfg)
         self.accelerator, self.cfg, self.image_shape = accelerator, cfg, tuple(image_shape)
         self.loss = self.objective(cfg)
-        self.speed = speed = resolve(cfg["speed"], accelerator.device)
-        network = prepare_module(self.build_network(cfg, image_shape), speed)
-        o = cfg["optim"]
-        self.ema = make_ema(network, o["ema_decay"], accelerator.device, o["ema_warmup"])
-        optimizer = adam(network.parameters(), o["lr_g"], o["betas"], speed)
-        self.network, self.optimizer = accelerator.prepare(network, optimizer)
-        self.fast_network = compiled(self.network, speed)  # shares the weights
-        max_steps, warmup = cfg["train"]["max_steps"], o["warmup_steps"]
-        schedule = [torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: min(1.0, (step + 1) / warmup))
-                    ] if warmup else []
-        if o["cosine_decay"]:
-            schedule.append(torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, max_steps, o["lr_min"]))
-        self.schedulers = schedule
+        self.state = state = RunState(cfg, accelerator)
+        self.speed = state.speed
+        self.network, self.optimizer = state.add("network", self.build_network(cfg, image_shape),
+                                                 cfg["optim"]["lr_g"], "optimizer", ema=True)
+        self.ema = state.ema
+        self.fast_network = state.fast(self.network)
 
     @classmethod
     def check_config(cls, cfg):
-        g, o = cfg["generator"], cfg["optim"]
+        g = cfg["generator"]
         if g["nz"] or g["tanh_output"]:
             raise ValueError(f"{cfg['method']} uses the backbone without a latent or tanh: set "
                              f"generator.nz=0 and generator.tanh_output=false")
-        if o["warmup_steps"] and o["cosine_decay"]:
-            raise ValueError("choose one learning-rate schedule: optim.warmup_steps or "
-                             "optim.cosine_decay")
+        check_schedule(cfg["optim"])
 
     @classmethod
     def objective(cls, cfg):
@@ -74,23 +67,14 @@ class DenoisingMethod(Method):
         if with_grad_norms:
             stats["grad_norm"] = grad_norm(self.network)
         optimizer_step(self.optimizer, self.cfg["optim"]["grad_clip"])
-        self.ema.update_parameters(self.accelerator.unwrap_model(self.network))
-        for scheduler in self.schedulers:
-            scheduler.step()
+        self.state.end_step()
         return stats
 
     def state_dict(self):
-        return {"network": self.accelerator.unwrap_model(self.network).state_dict(),
-                "ema": self.ema.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "schedulers": [s.state_dict() for s in self.schedulers]}
+        return self.state.state_dict()
 
     def load_state_dict(self, state):
-        self.accelerator.unwrap_model(self.network).load_state_dict(state["network"])
-        self.ema.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        match_optimizer(self.optimizer, self.speed)
-        for scheduler, s in zip(self.schedulers, state["schedulers"]):
-            scheduler.load_state_dict(s)
+        self.state.load_state_dict(state)
 
 
 class ToyDenoiser:

@@ -3,7 +3,7 @@ import torch
 
 from ..diffusion import per_sample
 from ..networks.precond import EDMPrecond
-from ..samplers import edm_sampler
+from ..samplers import edm_sampler, edm_sigmas
 from .denoising import DenoisingMethod
 
 SECTIONS = {
@@ -72,6 +72,6 @@ class EDM(DenoisingMethod):
             raise ValueError(f"EDM samplers: heun, euler; got {sampler!r}")
         e = cfg["edm"]
         latents = torch.randn(num, *image_shape, device=rng.device, generator=rng)
-        return edm_sampler(network, latents, num_steps=e["num_steps"] if steps is None else steps,
-                           sigma_min=e["sigma_min"], sigma_max=e["sigma_max"], rho=e["rho"],
-                           second_order=sampler != "euler", rng=rng)
+        sigmas = edm_sigmas(e["num_steps"] if steps is None else steps, e["sigma_min"],
+                            e["sigma_max"], e["rho"])
+        return edm_sampler(network, latents, sigmas, rng, second_order=sampler != "euler")
