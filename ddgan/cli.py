@@ -9,9 +9,25 @@ from pathlib import Path
 from divergences import DIVERGENCES
 
 from .methods import METHODS
+from .toy import TOY_DEFAULTS
 
 PLAIN_HELP = ("turn the fast mode off (TF32, cuDNN autotuning, channels_last, fused Adam, "
               "torch.compile; on by default with a GPU, see docs/PERFORMANCE.md)")
+
+
+def per_method(describe):
+    """Help text listing describe(method) for each registered method that gives one."""
+    return "; ".join(f"{name}: {text}" for name, cls in METHODS.items() if (text := describe(cls)))
+
+
+def steps_help(cls):
+    return f"its trained {cls.steps_symbol} only" if cls.steps_trained else cls.steps_symbol
+
+
+def samplers_help(cls, default=None):
+    if len(cls.samplers) < 2:
+        return None
+    return f"{' | '.join(cls.samplers)} (default {default(cls) if default else cls.default_sampler()})"
 
 
 def at_least(minimum):
@@ -153,7 +169,7 @@ def build_parser():
 
     p = sub.add_parser("sample", help="sample images from a checkpoint's EMA network",
                        description="Write a grid of samples from a run's EMA network "
-                       "(DDGAN generator, DDPM or EDM denoiser).")
+                       "(a DDGAN's generator, a baseline's network).")
     p.add_argument("--ckpt", required=True, help="e.g. RUN/checkpoints/last.pt")
     p.add_argument("--num", type=at_least(1), default=64, help="number of images (default 64)")
     p.add_argument("--out", required=True, help="PNG file for the grid")
@@ -162,28 +178,26 @@ def build_parser():
     p.add_argument("--batch-size", type=at_least(1), default=256)
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     p.add_argument("--steps", type=at_least(1), default=None,
-                   help="DDPM: network calls K (default T); EDM: noise levels N (NFE 2N-1); "
-                   "DDGAN: its trained T only")
-    p.add_argument("--sampler", default=None,
-                   help="DDPM: ancestral (default) | ddim; EDM: heun (default) | euler")
+                   help="what the run's method counts (default its config's): " + per_method(steps_help))
+    p.add_argument("--sampler", default=None, help=per_method(samplers_help))
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("toy", help="2-D multimodality benchmark on a CPU",
-                       description="Train a DDGAN (or a DDPM / EDM baseline) with MLPs on a 2-D "
+                       description="Train a DDGAN (or a baseline, --method) with MLPs on a 2-D "
                        "mixture of Gaussians and write DIR/metrics.json (modes covered, "
                        "high-quality fraction) and DIR/samples.png.")
     p.add_argument("--data", default="25gaussians", choices=["25gaussians", "8gaussians"])
     p.add_argument("--method", default="ddgan", choices=list(METHODS))
     p.add_argument("--divergence", default="js", choices=list(DIVERGENCES), help="DDGAN only")
     p.add_argument("--steps", type=at_least(1), default=4,
-                   help="DDGAN: T; DDPM: network calls K (trained at T = 1000); EDM: noise levels N")
-    p.add_argument("--sampler", default=None,
-                   help="DDPM: ancestral (default) | ddim; EDM: heun (default) | euler")
+                   help=per_method(lambda cls: cls.steps_symbol) + " (DDPM trained at T = 1000)")
+    p.add_argument("--sampler", default=None, help=per_method(samplers_help))
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace a result already in --out")
     p.add_argument("--iters", type=at_least(1), default=None,
-                   help="training steps (default: DDGAN 16000 discriminator steps, G takes "
-                        "iters / n_critic; DDPM and EDM 4000)")
+                   help="training steps (default, from each method's recipe: " + per_method(
+                       lambda cls: str({**TOY_DEFAULTS, **cls.toy_recipe}["iters"]))
+                   + "; DDGAN's count discriminator steps, G takes iters / n_critic)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_toy)
 
@@ -206,10 +220,11 @@ def build_parser():
                        "appends to OUT's .csv twin and saves sample grids in OUT_grids/.")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--steps", type=at_least(1), nargs="+", default=None,
-                   help="DDPM: K values; EDM: N values; DDGAN: must include its T (default: "
-                   "the config's T, N; all T for DDPM)")
+                   help="the step counts, as each run's method counts them (default its "
+                   "config's): " + per_method(steps_help))
     p.add_argument("--samplers", default=None,
-                   help="comma list; DDPM: ancestral,ddim (default both); EDM: heun (default),euler")
+                   help="comma list: " + per_method(lambda cls: samplers_help(
+                       cls, lambda m: ",".join(m.eval_samplers or [m.default_sampler()]))))
     p.add_argument("--num-samples", type=at_least(1), default=10_000)
     p.add_argument("--metrics", default="fid,kid,pr", help="comma list of fid, kid, pr")
     p.add_argument("--extractor", required=True, metavar="inception|featnet:PATH")
@@ -241,7 +256,8 @@ def build_parser():
                    help="config overrides, each for the configs whose method reads its key "
                    "(e.g. a small model on a CPU)")
     p.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4],
-                   help="sampling: DDGAN T, DDPM K (DDIM), EDM N (Heun, NFE 2N-1)")
+                   help="sampling with each method's default sampler: " + per_method(
+                       lambda cls: cls.steps_symbol))
     p.add_argument("--sample-batch", type=int, nargs="+", default=[100])
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=10)
