@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import saved_config
+from .config import ConfigError, saved_config
 from .files import atomic_copy, atomic_write
 
 KEPT = re.compile(r"step_(\d+)\.pt")
@@ -46,7 +46,10 @@ def load(path, map_location="cpu"):
     if not (isinstance(state, dict) and {"config", "method", "step"} <= set(state)):
         raise CheckpointError(f"{path} is a torch file but not a ddgan training checkpoint "
                               f"(RUN/checkpoints/last.pt or step_N.pt)")
-    state["config"] = saved_config(state["config"])
+    try:
+        state["config"] = saved_config(state["config"])
+    except ConfigError as err:  # e.g. saved before a key was renamed
+        raise ConfigError(f"{path}: {err}") from None
     return state
 
 

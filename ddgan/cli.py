@@ -151,7 +151,7 @@ def build_parser():
     p = sub.add_parser("train", help="train a model from a YAML config",
                        description="Train from a YAML config, with dotted overrides, e.g. "
                        "`ddgan train --config configs/fmnist/ddgan_js.yaml train.max_steps=200 "
-                       "diffusion.num_steps=2 divergence.name=tv`. Multi-GPU: "
+                       "ddgan.denoising_steps=2 divergence.name=tv`. Multi-GPU: "
                        "`accelerate launch -m ddgan train ...`.")
     p.add_argument("--config", required=True, help="YAML file (keys: see ddgan/config.py)")
     p.add_argument("overrides", nargs="*", metavar="section.key=value",

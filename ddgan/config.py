@@ -19,7 +19,7 @@ DEFAULTS = {
         "random_flip": None,     # null = on for cifar10 and imagefolder, off for fmnist
         "on_device": True,       # hold the whole dataset on the accelerator as one tensor
     },
-    "generator": {               # the U-Net: DDGAN's generator, the baselines' network
+    "backbone": {                # the U-Net: DDGAN's generator, a baseline's network
         "base_channels": 64,
         "channel_mult": [1, 2, 2],
         "num_res_blocks": 2,
@@ -38,8 +38,8 @@ DEFAULTS = {
         "zero_init_output": False,  # output conv starts at zero
     },
     "optim": {
-        "lr_g": 1.6e-4,          # the generator's, or the ddpm/edm network's
-        "lr_d": 1.25e-4,
+        "lr": 1.6e-4,            # the backbone's: DDGAN's generator, a baseline's network
+        "lr_discriminator": 1.25e-4,  # DDGAN's discriminator
         "betas": [0.5, 0.9],
         "warmup_steps": 0,       # linear learning-rate warm-up of every network
         "grad_clip": 0.0,        # clip each network's gradient to this global norm (0 = off)
@@ -74,7 +74,7 @@ DEFAULTS = {
         "extractor": None,       # featnet:PATH (offline, `ddgan featnet`) or inception
         "batch_size": 256,
         "steps": None,           # DDPM's K / EDM's N for these samples and the sample grids
-                                 # (null: DDPM min(20, T), EDM min(10, edm.num_steps)); a DDGAN ignores it:
+                                 # (null: DDPM min(20, T), EDM min(10, edm.sampling_levels)); a DDGAN ignores it:
                                  # it always samples with its trained T
     },
 }
@@ -87,10 +87,37 @@ class ConfigError(ValueError):
     pass
 
 
+# Shared keys renamed in version 0.2, old name -> new; a method lists its own in `renamed`.
+RENAMED = {"generator": "backbone", "optim.lr_g": "optim.lr", "optim.lr_d": "optim.lr_discriminator"}
+
+
+def renamed_keys():
+    from .methods import METHODS
+
+    renamed = dict(RENAMED)
+    for method in METHODS.values():
+        renamed.update(method.renamed)
+    return renamed
+
+
+def _rename_message(where):
+    """What became of a key of an earlier version ('' if it never existed)."""
+    renamed = renamed_keys()
+    if where not in renamed:
+        return ""
+    inside = [f"{old} is {new}" for old, new in renamed.items() if old.startswith(where + ".")]
+    return (f"'{where}' was renamed '{renamed[where]}' in ddgan 0.2"
+            + (f" ({', '.join(inside)})" if inside else "")
+            + "; a config or a run saved before then needs the new names")
+
+
 def _merge(base, update, path=()):
     for key, value in update.items():
         where = ".".join(path + (key,))
         if key not in base:
+            renamed = _rename_message(where)
+            if renamed:
+                raise ConfigError(f"config key {renamed}")
             valid = ", ".join(sorted(base))
             raise ConfigError(f"unknown config key '{where}'; valid keys here: {valid}")
         if isinstance(base[key], dict) and path + (key,) not in FREE_FORM:

@@ -60,7 +60,7 @@ def main():
         for t in args.steps:
             name = f"ddgan_{divergence}_T{t}"
             cfg = load_shared_config(config_dir / f"ddgan_{divergence.replace('-', '_')}.yaml",
-                                     [f"diffusion.num_steps={t}", *common, f"train.out_dir={out / name}"])
+                                     [f"ddgan.denoising_steps={t}", *common, f"train.out_dir={out / name}"])
             runs.append(train_once(cfg))
     for baseline in args.baselines:
         cfg = load_shared_config(config_dir / f"{baseline}.yaml", [*common, f"train.out_dir={out / baseline}"])

@@ -10,11 +10,11 @@ from ddgan.train import train
 
 from .conftest import REPO
 
-TINY_BASELINE = ["generator.base_channels=8", "generator.channel_mult=[1, 2]",
-                 "generator.num_res_blocks=1", "generator.attn_resolutions=[]", "generator.nz=0",
-                 "generator.tanh_output=false", "train.batch_size=8", "train.max_steps=4",
+TINY_BASELINE = ["backbone.base_channels=8", "backbone.channel_mult=[1, 2]",
+                 "backbone.num_res_blocks=1", "backbone.attn_resolutions=[]", "backbone.nz=0",
+                 "backbone.tanh_output=false", "train.batch_size=8", "train.max_steps=4",
                  "train.log_every=2", "train.ckpt_every=4", "train.num_grid=4",
-                 "ddpm.num_steps=50", "optim.warmup_steps=2"]
+                 "ddpm.train_timesteps=50", "optim.warmup_steps=2"]
 
 
 @pytest.mark.parametrize("sigma", [0.01, 0.2, 1.0, 10.0, 80.0])
@@ -51,7 +51,7 @@ def test_baseline_trains_and_samples(fake_fmnist, tmp_path, method, sampling):
 
 def test_ddgan_refuses_another_step_count(fake_fmnist, tmp_path):
     cfg = load_config(REPO / "configs/tiny.yaml",
-                      ["generator.base_channels=8", "discriminator.base_channels=8",
+                      ["backbone.base_channels=8", "discriminator.base_channels=8",
                        "train.batch_size=8", "train.max_steps=2", "train.ckpt_every=2",
                        f"data.root={fake_fmnist}", f"train.out_dir={tmp_path / 'run'}"])
     run = train(cfg)
@@ -61,8 +61,8 @@ def test_ddgan_refuses_another_step_count(fake_fmnist, tmp_path):
 
 def test_baselines_refuse_a_latent(tmp_path):
     cfg = load_config(REPO / "configs/fmnist/ddpm.yaml",
-                      ["generator.nz=100", f"train.out_dir={tmp_path / 'run'}"])
-    with pytest.raises(ValueError, match="generator.nz=0"):
+                      ["backbone.nz=100", f"train.out_dir={tmp_path / 'run'}"])
+    with pytest.raises(ValueError, match="backbone.nz=0"):
         train(cfg)
 
 
@@ -91,7 +91,7 @@ def test_ddpm_clips_x0_as_configured_and_the_progress_bar_counts_every_call(monk
         calls.append(len(x))
         return -10 * x
 
-    cfg = load_config(REPO / "configs/fmnist/ddpm.yaml", ["ddpm.num_steps=20"])
+    cfg = load_config(REPO / "configs/fmnist/ddpm.yaml", ["ddpm.train_timesteps=20"])
     bars = []
     real_tqdm = generate_module.tqdm
     monkeypatch.setattr(generate_module, "tqdm", lambda **kw: bars.append(kw["total"]) or real_tqdm(**kw))

@@ -7,9 +7,9 @@ from ddgan.cli import main
 
 from .conftest import REPO, reset_accelerate
 
-SMALL = ["generator.base_channels=8", "generator.channel_mult=[1, 2]", "generator.num_res_blocks=1",
-         "generator.attn_resolutions=[]", "discriminator.base_channels=8",
-         "discriminator.channel_mult=[1, 2]", "train.batch_size=4", "ddpm.num_steps=20"]
+SMALL = ["backbone.base_channels=8", "backbone.channel_mult=[1, 2]", "backbone.num_res_blocks=1",
+         "backbone.attn_resolutions=[]", "discriminator.base_channels=8",
+         "discriminator.channel_mult=[1, 2]", "train.batch_size=4", "ddpm.train_timesteps=20"]
 
 
 def test_bench_times_training_and_sampling_of_each_method(tmp_path, capsys):

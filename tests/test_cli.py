@@ -26,7 +26,7 @@ def test_bad_input_is_a_clear_error_not_a_traceback(capsys, tmp_path):
     cases = [
         (["train", "--config", str(REPO / "configs/tiny.yaml"), "train.batchsize=3"], "train.batchsize"),
         (["train", "--config", str(REPO / "configs/tiny.yaml"), "divergence.name=kl"], "valid names: js"),
-        (["train", "--config", str(REPO / "configs/tiny.yaml"), "diffusion.num_steps=0"], "num_steps"),
+        (["train", "--config", str(REPO / "configs/tiny.yaml"), "ddgan.denoising_steps=0"], "denoising_steps"),
         (["sample", "--ckpt", str(tmp_path / "none.pt"), "--out", str(tmp_path / "x.png")], "no checkpoint"),
     ]
     for argv, expected in cases:
@@ -40,7 +40,7 @@ def test_train_then_sample(fake_fmnist, tmp_path, capsys):
     run = tmp_path / "run"
     main(["train", "--config", str(REPO / "configs/tiny.yaml"), f"data.root={fake_fmnist}",
           f"train.out_dir={run}", "train.max_steps=4", "train.batch_size=8",
-          "generator.base_channels=8", "discriminator.base_channels=8"])
+          "backbone.base_channels=8", "discriminator.base_channels=8"])
     grid = tmp_path / "grid.png"
     main(["sample", "--ckpt", str(run / "checkpoints/last.pt"), "--num", "9", "--out", str(grid),
           "--seed", "3"])

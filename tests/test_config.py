@@ -1,4 +1,6 @@
 """Configuration: files, overrides and the errors that protect a run."""
+import re
+
 import pytest
 
 from ddgan.config import DEFAULTS, ConfigError, config_differences, load_config
@@ -12,7 +14,7 @@ CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
 def test_every_shipped_config_loads(path):
     cfg = load_config(path)
     assert cfg["data"]["name"] in ("fmnist", "cifar10", "imagefolder")
-    assert 1 <= cfg["diffusion"]["num_steps"] <= 10
+    assert 1 <= cfg["ddgan"]["denoising_steps"] <= 10
 
 
 def test_required_configs_exist():
@@ -24,21 +26,21 @@ def test_required_configs_exist():
 
 def test_dotted_overrides_are_parsed_as_yaml():
     cfg = load_config(REPO / "configs/fmnist/ddgan_js.yaml",
-                      ["train.max_steps=200", "diffusion.num_steps=2", "divergence.name=tv",
-                       "optim.betas=[0.0, 0.99]", "data.root=/x", "optim.lr_g=1e-3",
+                      ["train.max_steps=200", "ddgan.denoising_steps=2", "divergence.name=tv",
+                       "optim.betas=[0.0, 0.99]", "data.root=/x", "optim.lr=1e-3",
                        "divergence.options={generator_loss: saddle}"])
     assert cfg["train"]["max_steps"] == 200
-    assert cfg["diffusion"]["num_steps"] == 2
+    assert cfg["ddgan"]["denoising_steps"] == 2
     assert cfg["divergence"]["name"] == "tv"
     assert cfg["optim"]["betas"] == [0.0, 0.99]
-    assert cfg["optim"]["lr_g"] == 1e-3
+    assert cfg["optim"]["lr"] == 1e-3
     assert cfg["divergence"]["options"] == {"generator_loss": "saddle"}
 
 
 @pytest.mark.parametrize("override,named", [
     ("train.max_step=5", "train.max_step"),
     ("trian.max_steps=5", "trian"),
-    ("generator.widht=3", "generator.widht"),
+    ("backbone.widht=3", "backbone.widht"),
 ])
 def test_unknown_key_is_an_error_naming_it(override, named):
     with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
@@ -68,3 +70,30 @@ def test_config_differences():
     a = load_config(None)
     b = load_config(None, ["train.seed=3", "divergence.options={n_critic: 2}"])
     assert config_differences(a, b) == ["divergence.options", "train.seed"]
+
+
+def test_a_renamed_key_is_refused_with_its_new_name(tmp_path):
+    """Overrides, config files and runs saved before the 0.2 renames name what was renamed."""
+    for override, message in [
+            ("diffusion.num_steps=3", "'diffusion' was renamed 'ddgan' in ddgan 0.2 "
+                                      "(diffusion.num_steps is ddgan.denoising_steps)"),
+            ("generator.nz=0", "'generator' was renamed 'backbone'"),
+            ("optim.lr_g=1e-3", "'optim.lr_g' was renamed 'optim.lr'"),
+            ("optim.lr_d=1e-3", "'optim.lr_d' was renamed 'optim.lr_discriminator'"),
+            ("ddpm.num_steps=50", "'ddpm.num_steps' was renamed 'ddpm.train_timesteps'"),
+            ("edm.num_steps=9", "'edm.num_steps' was renamed 'edm.sampling_levels'")]:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_config(REPO / "configs/tiny.yaml", [override])
+    old = tmp_path / "old.yaml"
+    old.write_text("method: ddgan\ndiffusion:\n  num_steps: 2\n")
+    with pytest.raises(ConfigError, match="'diffusion' was renamed 'ddgan'"):
+        load_config(old)
+    import torch
+
+    from ddgan import checkpoint
+
+    saved = load_config(REPO / "configs/tiny.yaml")
+    saved["generator"] = saved.pop("backbone")  # a run saved by 0.1
+    torch.save({"config": saved, "method": {}, "step": 1}, tmp_path / "last.pt")
+    with pytest.raises(ConfigError, match="last.pt: config key 'generator' was renamed 'backbone'"):
+        checkpoint.load(tmp_path / "last.pt")

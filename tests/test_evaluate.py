@@ -15,10 +15,10 @@ from ddgan.train import train
 
 from .conftest import REPO
 
-TINY = ["generator.base_channels=8", "generator.channel_mult=[1, 2]", "generator.num_res_blocks=1",
-        "generator.attn_resolutions=[]", "discriminator.base_channels=8",
+TINY = ["backbone.base_channels=8", "backbone.channel_mult=[1, 2]", "backbone.num_res_blocks=1",
+        "backbone.attn_resolutions=[]", "discriminator.base_channels=8",
         "discriminator.channel_mult=[1, 2]", "train.batch_size=8", "train.log_every=1",
-        "train.sample_every=1000", "train.ckpt_every=1000", "train.num_grid=4", "ddpm.num_steps=50"]
+        "train.sample_every=1000", "train.ckpt_every=1000", "train.num_grid=4", "ddpm.train_timesteps=50"]
 FIGURES = ("fd_vs_nfe", "divergence_comparison", "training_curves", "sample_grids")
 
 
@@ -75,7 +75,7 @@ def tiny_run(fake_data, tmp_path_factory):
     root, _ = fake_data
     out = tmp_path_factory.mktemp("runs") / "js_T2"
     cfg = load_shared_config(REPO / "configs/fmnist/ddgan_js.yaml",
-                             TINY + ["train.max_steps=2", "diffusion.num_steps=2", f"data.root={root}",
+                             TINY + ["train.max_steps=2", "ddgan.denoising_steps=2", f"data.root={root}",
                                      f"train.out_dir={out}"])
     return train(cfg)
 
@@ -115,7 +115,7 @@ def test_periodic_evaluation_needs_an_extractor(fake_data, tmp_path):
                                                    f"train.out_dir={tmp_path / 'run'}"])
     with pytest.raises(ValueError, match="eval.every_images needs eval.extractor"):
         train(cfg)
-    ddpm = [f"data.root={root}", "ddpm.num_steps=100", "eval.every_images=100",
+    ddpm = [f"data.root={root}", "ddpm.train_timesteps=100", "eval.every_images=100",
             f"eval.extractor=featnet:{featnet}", f"train.out_dir={tmp_path / 'run'}"]
     for steps, error in [(0, "must be a positive integer"), ("true", "must be a positive integer"),
                          (101, "must lie in 1..100")]:
@@ -134,7 +134,7 @@ def test_periodic_evaluation_leaves_the_training_unchanged(fake_data, tmp_path):
     weights = {}
     for every in (0, 8):
         cfg = load_shared_config(REPO / "configs/fmnist/ddgan_js.yaml", TINY + [
-            "train.max_steps=3", "diffusion.num_steps=2", f"data.root={root}",
+            "train.max_steps=3", "ddgan.denoising_steps=2", f"data.root={root}",
             f"train.out_dir={tmp_path / str(every)}", "data.on_device=false",
             f"eval.every_images={every}", f"eval.extractor=featnet:{featnet}", "eval.num_samples=8"])
         state = torch.load(train(cfg) / "checkpoints" / "last.pt", weights_only=False)

@@ -85,7 +85,7 @@ def test_time_distributions():
 
 def test_bad_settings_name_their_key():
     for override, key in (("flow.time_distribution=lognormal", "flow.time_distribution"),
-                          ("flow.logit_std=0", "flow.logit_std"), ("flow.num_steps=0", "flow.num_steps")):
+                          ("flow.logit_std=0", "flow.logit_std"), ("flow.sampling_steps=0", "flow.sampling_steps")):
         cfg = load_config(REPO / "configs/fmnist/flow.yaml", [override])
         with pytest.raises(ValueError, match=key):
             Flow.check_config(cfg)
@@ -111,8 +111,8 @@ def test_train_sample_toy_and_eval_commands(fake_fmnist, tmp_path, capsys):
     run = tmp_path / "run"
     main(["train", "--config", str(REPO / "configs/fmnist/flow.yaml"), f"data.root={fake_fmnist}",
           f"train.out_dir={run}", "train.max_steps=3", "train.batch_size=8",
-          "generator.base_channels=8", "generator.channel_mult=[1, 2]",
-          "generator.num_res_blocks=1", "generator.attn_resolutions=[]", "train.num_grid=4"])
+          "backbone.base_channels=8", "backbone.channel_mult=[1, 2]",
+          "backbone.num_res_blocks=1", "backbone.attn_resolutions=[]", "train.num_grid=4"])
     main(["sample", "--ckpt", str(run / "checkpoints/last.pt"), "--steps", "4", "--num", "4",
           "--sampler", "heun", "--out", str(tmp_path / "grid.png")])
     assert (tmp_path / "grid.png").stat().st_size > 0

@@ -68,8 +68,8 @@ class Restart(DenoisingMethod):
         return x
 
 
-SMALL = ["generator.base_channels=8", "generator.channel_mult=[1, 2]", "generator.num_res_blocks=1",
-         "generator.attn_resolutions=[]", "generator.nz=0", "generator.tanh_output=false",
+SMALL = ["backbone.base_channels=8", "backbone.channel_mult=[1, 2]", "backbone.num_res_blocks=1",
+         "backbone.attn_resolutions=[]", "backbone.nz=0", "backbone.tanh_output=false",
          "train.batch_size=8", "train.log_every=1", "train.sample_every=1000",
          "train.ckpt_every=1000", "train.num_grid=4", "optim.betas=[0.9, 0.999]"]
 
@@ -129,19 +129,19 @@ def test_names_outside_the_registry_are_refused(registered):
 
 def test_a_setting_the_method_does_not_use_is_an_error():
     """Another method's section, or a shared key the method ignores, set away from its default."""
-    cfg = load_config(REPO / "configs/fmnist/ddpm.yaml", ["discriminator.base_channels=8", "optim.lr_d=1e-3"])
+    cfg = load_config(REPO / "configs/fmnist/ddpm.yaml", ["discriminator.base_channels=8", "optim.lr_discriminator=1e-3"])
     with pytest.raises(ValueError, match=r"method ddpm does not use discriminator.base_channels "
-                                         r"\(ddgan's\), optim.lr_d: remove them"):
+                                         r"\(ddgan's\), optim.lr_discriminator: remove them"):
         method_class(cfg)
-    with pytest.raises(ValueError, match=r"method ddgan does not use ddpm.num_steps \(ddpm's\): remove it"):
-        method_class(load_config(REPO / "configs/tiny.yaml", ["ddpm.num_steps=50"]))
+    with pytest.raises(ValueError, match=r"method ddgan does not use ddpm.train_timesteps \(ddpm's\): remove it"):
+        method_class(load_config(REPO / "configs/tiny.yaml", ["ddpm.train_timesteps=50"]))
     with pytest.raises(ValueError, match="method ddgan does not use eval.steps"):
         method_class(load_config(REPO / "configs/tiny.yaml", ["eval.steps=3"]))
     # Overrides shared by the runs of several methods go to those that read them.
-    shared = ["discriminator.base_channels=8", "ddpm.num_steps=5", "train.seed=1", "optim.lr_d=1.0"]
-    assert overrides_for(get_method("ddpm"), shared) == ["ddpm.num_steps=5", "train.seed=1"]
+    shared = ["discriminator.base_channels=8", "ddpm.train_timesteps=5", "train.seed=1", "optim.lr_discriminator=1.0"]
+    assert overrides_for(get_method("ddpm"), shared) == ["ddpm.train_timesteps=5", "train.seed=1"]
     assert overrides_for(get_method("ddgan"), shared) == ["discriminator.base_channels=8",
-                                                          "train.seed=1", "optim.lr_d=1.0"]
+                                                          "train.seed=1", "optim.lr_discriminator=1.0"]
 
 
 @pytest.mark.parametrize("config", ["configs/tiny.yaml", "configs/fmnist/ddpm.yaml"])
@@ -149,13 +149,13 @@ def test_every_method_warms_up_every_learning_rate(config):
     """optim.warmup_steps is the run state's, so a DDGAN warms both G and D up (it once ignored it)."""
     from accelerate import Accelerator
 
-    cfg = load_config(REPO / config, ["optim.warmup_steps=4", "generator.base_channels=8",
-                                      "generator.channel_mult=[1, 2]"])
+    cfg = load_config(REPO / config, ["optim.warmup_steps=4", "backbone.base_channels=8",
+                                      "backbone.channel_mult=[1, 2]"])
     method = method_class(cfg)(cfg, (1, 28, 28), Accelerator(cpu=True))
     rates = [group["lr"] for optimizer in method.state.optimizers.values()
              for group in optimizer.param_groups]
     o = cfg["optim"]
-    assert rates == pytest.approx([o["lr_g"] / 4, o["lr_d"] / 4][:len(rates)])
+    assert rates == pytest.approx([o["lr"] / 4, o["lr_discriminator"] / 4][:len(rates)])
     assert len(rates) == (2 if cfg["method"] == "ddgan" else 1)
     with pytest.raises(ValueError, match="choose one learning-rate schedule"):
         method_class(load_config(REPO / config, ["optim.warmup_steps=4", "optim.cosine_decay=true"]))

@@ -211,6 +211,6 @@ def test_plain_output_norm_has_no_style():
 def test_bad_option_value_is_refused_naming_key_and_choices(key, value):
     with pytest.raises(ValueError, match=rf"{key} must be one of .*'"):
         small_unet(3, 32, **{key: value})
-    cfg = load_config(REPO / "configs" / "cifar10" / "ddgan_js.yaml", [f"generator.{key}={value}"])
+    cfg = load_config(REPO / "configs" / "cifar10" / "ddgan_js.yaml", [f"backbone.{key}={value}"])
     with pytest.raises(ValueError, match=key):
         build_unet(cfg, (3, 32, 32))

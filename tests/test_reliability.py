@@ -98,8 +98,8 @@ def test_a_stale_lock_is_taken_over_and_others_are_refused(fake_fmnist, tmp_path
     with pytest.raises(RunLockedError, match="not a lock this program wrote"):
         train(fast_config(fake_fmnist, run, "train.max_steps=4"), resume=True)
     (run / ".lock").unlink()
-    with pytest.raises(ValueError, match="optim.lr_g"):  # a refusal under the lock releases it
-        train(fast_config(fake_fmnist, run, "train.max_steps=4", "optim.lr_g=1e-3"), resume=True)
+    with pytest.raises(ValueError, match="optim.lr"):  # a refusal under the lock releases it
+        train(fast_config(fake_fmnist, run, "train.max_steps=4", "optim.lr=1e-3"), resume=True)
     assert not (run / ".lock").exists()
 
 
@@ -232,7 +232,7 @@ def test_what_can_be_checked_is_checked_before_the_first_step(fake_fmnist, tmp_p
     monkeypatch.setattr(DDGAN, "train_step", lambda self, *a, **k: steps.append(1) or step(self, *a, **k))
 
     for override, message in [("divergence.r1_gamma=-0.1", "divergence.r1_gamma must be >= 0"),
-                              ("diffusion.num_steps=0", r"num_steps \(T\) must be an integer >= 1, got 0")]:
+                              ("ddgan.denoising_steps=0", r"ddgan.denoising_steps \(T\) must be an integer >= 1, got 0")]:
         with pytest.raises(ValueError, match=message):
             train(fast_config(fake_fmnist, tmp_path / "bad", override))
     assert not (tmp_path / "bad").exists()

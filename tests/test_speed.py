@@ -13,8 +13,8 @@ from ddgan.methods import load_shared_config, method_class
 from ddgan.speed import PLAIN_OVERRIDES, SWITCHES, CompiledOrEager, resolve
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_NETS = ["generator.base_channels=8", "generator.channel_mult=[1, 2]",
-             "generator.num_res_blocks=1", "generator.attn_resolutions=[14]",
+TINY_NETS = ["backbone.base_channels=8", "backbone.channel_mult=[1, 2]",
+             "backbone.num_res_blocks=1", "backbone.attn_resolutions=[14]",
              "discriminator.base_channels=8", "discriminator.channel_mult=[1, 2]",
              "train.batch_size=8"]
 # Every switch that does something on a CPU; aot_eager captures and replays the graphs

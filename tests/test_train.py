@@ -17,7 +17,7 @@ from divergences.js import JensenShannon
 from .conftest import REPO
 
 TINY = REPO / "configs" / "tiny.yaml"
-FAST = ["generator.base_channels=8", "generator.channel_mult=[1, 2]", "discriminator.base_channels=8",
+FAST = ["backbone.base_channels=8", "backbone.channel_mult=[1, 2]", "discriminator.base_channels=8",
         "train.batch_size=8", "train.log_every=5", "train.sample_every=1000", "train.num_grid=4"]
 
 
@@ -29,8 +29,8 @@ def fast_ddpm_config(root, out_dir, *extra):
     """A DDPM as small as fast_config's DDGAN (without the discriminator it does not have)."""
     small = [o for o in FAST if not o.startswith("discriminator.")]
     return load_config(REPO / "configs/fmnist/ddpm.yaml",
-                       small + ["generator.num_res_blocks=1", "generator.attn_resolutions=[]",
-                                "ddpm.num_steps=20", "eval.steps=2", f"data.root={root}",
+                       small + ["backbone.num_res_blocks=1", "backbone.attn_resolutions=[]",
+                                "ddpm.train_timesteps=20", "eval.steps=2", f"data.root={root}",
                                 f"train.out_dir={out_dir}", *extra])
 
 
@@ -93,8 +93,8 @@ def test_existing_run_is_not_overwritten_and_resume_checks_the_config(fake_fmnis
     train(cfg)
     with pytest.raises(FileExistsError, match="--resume"):
         train(cfg)
-    changed = fast_config(fake_fmnist, tmp_path / "run", "train.max_steps=4", "optim.lr_g=1e-3")
-    with pytest.raises(ValueError, match="optim.lr_g"):
+    changed = fast_config(fake_fmnist, tmp_path / "run", "train.max_steps=4", "optim.lr=1e-3")
+    with pytest.raises(ValueError, match="optim.lr"):
         train(changed, resume=True)
     longer = fast_config(fake_fmnist, tmp_path / "run", "train.max_steps=4", "train.ckpt_every=2")
     train(longer, resume=True)  # extending max_steps is allowed
@@ -143,9 +143,9 @@ def test_a_baseline_saved_before_a_ddgan_key_existed_still_resumes(fake_fmnist, 
     (run / "config.yaml").write_text("".join(line for line in text.splitlines(True)
                                              if line.strip().split(":")[0] not in
                                              ("stem_kernel", "downsample", "near_zero_init")))
-    with pytest.raises(ValueError, match="ddpm.num_steps"):
+    with pytest.raises(ValueError, match="ddpm.train_timesteps"):
         train(fast_ddpm_config(fake_fmnist, run, "train.max_steps=4", "train.ckpt_every=2",
-                               "ddpm.num_steps=30"), resume=True)
+                               "ddpm.train_timesteps=30"), resume=True)
     train(fast_ddpm_config(fake_fmnist, run, "train.max_steps=4", "train.ckpt_every=2"), resume=True)
     assert checkpoint.load(run / "checkpoints/last.pt")["step"] == 4
 
@@ -173,7 +173,7 @@ def test_short_fashion_mnist_training_improves_and_samples(real_data_root, tmp_p
     torch.manual_seed(1)
     untrained = build_generator(cfg, (1, 28, 28)).eval()
     x_T = torch.randn(2000, 1, 28, 28)
-    before = ddgan_sampler(untrained, x_T, build_process(cfg), nz=cfg["generator"]["nz"])
+    before = ddgan_sampler(untrained, x_T, build_process(cfg), nz=cfg["backbone"]["nz"])
     fd_before = frechet_distance(pooled_features(before), pooled_features(real))
     fd_after = frechet_distance(pooled_features(trained), pooled_features(real))
     assert fd_after < 0.5 * fd_before, (fd_before, fd_after)
@@ -186,8 +186,8 @@ def test_short_fashion_mnist_training_improves_and_samples(real_data_root, tmp_p
 
 @pytest.mark.parametrize("override,message", [
     ("train.batch_size=0", "train.batch_size"), ("train.mixed_precision=fp8", "mixed_precision"),
-    ("diffusion.num_steps=0", "num_steps"), ("divergence.name=kl", "valid names"),
-    ("divergence.options={gp_weight: 3}", "gp_weight"), ("generator.nz=0", "latent"),
+    ("ddgan.denoising_steps=0", "denoising_steps"), ("divergence.name=kl", "valid names"),
+    ("divergence.options={gp_weight: 3}", "gp_weight"), ("backbone.nz=0", "latent"),
     ("optim.grad_clip=-1", "optim.grad_clip must be >= 0"),
 ])
 def test_bad_settings_fail_before_anything_is_written(tmp_path, override, message):

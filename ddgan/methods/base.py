@@ -14,7 +14,8 @@ class Method:
     eval_samplers = None    # those `ddgan eval` uses when --samplers is not given (None: the default)
     steps_symbol = "steps"  # what `--steps` counts, in figures and messages (T, K, N)
     steps_trained = False   # True: the step count is fixed at training (a sweep over it is a set of runs)
-    unused_keys = ()        # shared config keys this method does not read ('optim.lr_d'): setting one is an error
+    unused_keys = ()        # shared config keys this method does not read ('optim.lr_discriminator'): setting one is an error
+    renamed = {}            # {old dotted key or section: new} of its config (config.RENAMED)
     legacy_values = {}      # {(section, key): value} for saved configs that predate a key (config.saved_config)
     toy_recipe = {}         # the 2-D benchmark's hyperparameters where this method's differ (ddgan/toy.py)
 

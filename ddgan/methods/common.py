@@ -11,7 +11,7 @@ def build_unet(cfg, image_shape):
     channels, height, width = image_shape
     if height != width:
         raise ValueError(f"images must be square, got {height}x{width}")
-    g = cfg["generator"]
+    g = cfg["backbone"]
     return UNet(height, channels, base_channels=g["base_channels"],
                 channel_mult=tuple(g["channel_mult"]), num_res_blocks=g["num_res_blocks"],
                 attn_resolutions=tuple(g["attn_resolutions"]), dropout=g["dropout"],

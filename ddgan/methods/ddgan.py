@@ -20,8 +20,8 @@ from .common import cosine_schedules, grad_norm, optimizer_step
 from .state import RunState, check_schedule
 
 SECTIONS = {
-    "diffusion": {
-        "num_steps": 4,          # T
+    "ddgan": {
+        "denoising_steps": 4,    # T: the denoising steps, in training and in sampling
         "beta_min": 0.1,
         "beta_max": 20.0,
         "eps": 1e-3,             # first observed time of the VP SDE
@@ -123,8 +123,8 @@ def build_discriminator(cfg, image_shape):
 
 
 def build_process(cfg):
-    d = cfg["diffusion"]
-    return ForwardProcess(d["num_steps"], beta_min=d["beta_min"], beta_max=d["beta_max"], eps=d["eps"])
+    d = cfg["ddgan"]
+    return ForwardProcess(d["denoising_steps"], beta_min=d["beta_min"], beta_max=d["beta_max"], eps=d["eps"])
 
 
 def build_divergence(cfg):
@@ -158,21 +158,22 @@ class DDGAN(Method):
     steps_symbol = "T"
     steps_trained = True
     unused_keys = ("eval.steps",)  # it samples with its trained T
+    renamed = {"diffusion": "ddgan", "diffusion.num_steps": "ddgan.denoising_steps"}
 
     def __init__(self, cfg, image_shape, accelerator):
         self.accelerator, self.cfg = accelerator, cfg
         self.image_shape = tuple(image_shape)
         self.process, self.divergence = self.check_config(cfg)
-        self.nz = cfg["generator"]["nz"]
+        self.nz = cfg["backbone"]["nz"]
 
         o = cfg["optim"]
         self.max_grad_norm = o["grad_clip"]
         self.state = state = RunState(cfg, accelerator)
         self.speed = state.speed
         self.generator, self.opt_g = state.add("generator", build_generator(cfg, image_shape),
-                                               o["lr_g"], "opt_g", ema=True)
+                                               o["lr"], "opt_g", ema=True)
         self.discriminator, self.opt_d = state.add(
-            "discriminator", build_discriminator(cfg, image_shape), o["lr_d"], "opt_d")
+            "discriminator", build_discriminator(cfg, image_shape), o["lr_discriminator"], "opt_d")
         self.ema = state.ema
         # Compiled forms for the passes that are differentiated once; they share the weights.
         self.fast_generator = state.fast(self.generator)
@@ -184,8 +185,9 @@ class DDGAN(Method):
     def check_config(cls, cfg):
         """Fail on a bad setting before any data is loaded; returns (process, divergence)."""
         check_schedule(cfg["optim"])
-        if cfg["generator"]["nz"] < 1:
-            raise ValueError("DDGAN needs a latent: set generator.nz >= 1")
+        check_count("ddgan.denoising_steps (T)", cfg["ddgan"]["denoising_steps"])
+        if cfg["backbone"]["nz"] < 1:
+            raise ValueError("DDGAN needs a latent: set backbone.nz >= 1")
         d = cfg["divergence"]
         if d["r1_gamma"] < 0:
             raise ValueError(f"divergence.r1_gamma must be >= 0 (0 = no R1), got {d['r1_gamma']}")
@@ -238,15 +240,15 @@ class DDGAN(Method):
             raise ValueError(f"a DDGAN samples with its trained T = {process.num_steps} and its own "
                              f"sampler; a sweep over T is a set of runs")
         x_T = torch.randn(num, *image_shape, device=rng.device, generator=rng)
-        return ddgan_sampler(generator, x_T, process, rng, nz=cfg["generator"]["nz"])
+        return ddgan_sampler(generator, x_T, process, rng, nz=cfg["backbone"]["nz"])
 
     @classmethod
     def default_steps(cls, cfg):
-        return cfg["diffusion"]["num_steps"]
+        return cfg["ddgan"]["denoising_steps"]
 
     @classmethod
     def check_steps(cls, cfg, counts):
-        trained = cfg["diffusion"]["num_steps"]
+        trained = cfg["ddgan"]["denoising_steps"]
         if set(counts) != {trained}:
             raise ValueError(f"a DDGAN trained with T = {trained} samples with {trained} steps "
                              f"only, not {' '.join(map(str, counts))} (a sweep over T is a set of runs)")
@@ -256,7 +258,7 @@ class DDGAN(Method):
     @staticmethod
     def network_calls(cfg, steps=None, sampler=None):
         """Generator calls per image: T."""
-        return cfg["diffusion"]["num_steps"]
+        return cfg["ddgan"]["denoising_steps"]
 
     @classmethod
     def labels(cls, cfg):
@@ -265,7 +267,7 @@ class DDGAN(Method):
     @classmethod
     def config_for_steps(cls, cfg, steps):
         """T is part of the model: the config of a run trained with T = steps."""
-        return {**cfg, "diffusion": {**cfg["diffusion"], "num_steps": steps}}
+        return {**cfg, "ddgan": {**cfg["ddgan"], "denoising_steps": steps}}
 
     def cycle(self):
         """Generator steps per repeat of the lazy penalties' pattern (1 without one)."""

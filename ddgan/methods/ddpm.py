@@ -9,7 +9,7 @@ from .denoising import DenoisingMethod
 
 SECTIONS = {
     "ddpm": {
-        "num_steps": 1000,        # the training T
+        "train_timesteps": 1000,  # T, the forward process's steps (sampling takes K <= T)
         "beta_start": 1e-4,
         "beta_end": 0.02,
         "variance": "posterior",  # ancestral sampling: beta | posterior
@@ -26,7 +26,7 @@ PREVIEW_CALLS = 20
 
 def build_ddpm_process(cfg):
     d = cfg["ddpm"]
-    return ForwardProcess.from_betas(linear_betas(d["num_steps"], d["beta_start"], d["beta_end"]))
+    return ForwardProcess.from_betas(linear_betas(d["train_timesteps"], d["beta_start"], d["beta_end"]))
 
 
 def ddpm_loss(network, process, x0):
@@ -42,6 +42,7 @@ class DDPM(DenoisingMethod):
     samplers = ("ancestral", "ddim")
     eval_samplers = ("ancestral", "ddim")
     steps_symbol = "K"
+    renamed = {"ddpm.num_steps": "ddpm.train_timesteps"}
     # The 2-D data are not in [-1, 1]; at the toy's data scale 2 DDPM covers 25/25 modes with
     # 1,000 calls (0/25 at scale 0.5).
     toy_overrides = {"ddpm": {"clip_x0": False}}
@@ -50,14 +51,14 @@ class DDPM(DenoisingMethod):
     def check_config(cls, cfg):
         super().check_config(cfg)
         d = cfg["ddpm"]
-        if isinstance(d["num_steps"], bool) or d["num_steps"] < 1:
-            raise ValueError(f"ddpm.num_steps (DDPM's training T) must be >= 1, got {d['num_steps']!r}")
+        if isinstance(d["train_timesteps"], bool) or d["train_timesteps"] < 1:
+            raise ValueError(f"ddpm.train_timesteps (DDPM's training T) must be >= 1, got {d['train_timesteps']!r}")
         if d["spacing"] not in SPACINGS:
             raise ValueError(f"ddpm.spacing must be one of {', '.join(SPACINGS)}, got {d['spacing']!r}")
         if d["variance"] not in ("beta", "posterior"):
             raise ValueError(f"ddpm.variance must be beta or posterior, got {d['variance']!r}")
         try:  # fail now, not at the first grid
-            select_steps(d["num_steps"], cls.preview_steps(cfg), d["spacing"])
+            select_steps(d["train_timesteps"], cls.preview_steps(cfg), d["spacing"])
         except ValueError as error:
             raise ValueError(f"eval.steps={cfg['eval']['steps']}: {error}; set eval.steps to a K "
                              f"the sampler can use") from None
@@ -70,23 +71,23 @@ class DDPM(DenoisingMethod):
     @classmethod
     def default_steps(cls, cfg):
         """K = T: every training step."""
-        return cfg["ddpm"]["num_steps"]
+        return cfg["ddpm"]["train_timesteps"]
 
     @classmethod
     def check_steps(cls, cfg, counts):
-        limit = cfg["ddpm"]["num_steps"]
+        limit = cfg["ddpm"]["train_timesteps"]
         if max(counts) > limit or min(counts) < 1:
             raise ValueError(f"a DDPM with T = {limit} samples with K in 1..{limit} calls")
 
     @staticmethod
     def preview_steps(cfg):
         """K of the sample grids and the periodic evaluation: eval.steps, else min(20, T)."""
-        return cfg["eval"]["steps"] or min(PREVIEW_CALLS, cfg["ddpm"]["num_steps"])
+        return cfg["eval"]["steps"] or min(PREVIEW_CALLS, cfg["ddpm"]["train_timesteps"])
 
     @staticmethod
     def network_calls(cfg, steps=None, sampler=None):
         """Network calls per image: K (default all T)."""
-        return cfg["ddpm"]["num_steps"] if steps is None else steps
+        return cfg["ddpm"]["train_timesteps"] if steps is None else steps
 
     @staticmethod
     def sample_with(network, cfg, image_shape, num, rng, steps=None, sampler=None):

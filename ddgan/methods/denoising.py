@@ -16,7 +16,7 @@ from .state import RunState, check_schedule
 
 class DenoisingMethod(Method):
     batches_per_step = 1
-    unused_keys = ("optim.lr_d",)  # one network, trained at optim.lr_g
+    unused_keys = ("optim.lr_discriminator",)  # one network, trained at optim.lr
     # The 2-D benchmark: denoisers regress, so they take Adam's usual betas and their own
     # budget (4,000 steps at 5e-4: with 1,000 calls DDPM covers 25/25 modes).
     toy_recipe = {"iters": 4000, "lr_g": 5e-4, "betas": (0.9, 0.999)}
@@ -29,16 +29,16 @@ class DenoisingMethod(Method):
         self.state = state = RunState(cfg, accelerator)
         self.speed = state.speed
         self.network, self.optimizer = state.add("network", self.build_network(cfg, image_shape),
-                                                 cfg["optim"]["lr_g"], "optimizer", ema=True)
+                                                 cfg["optim"]["lr"], "optimizer", ema=True)
         self.ema = state.ema
         self.fast_network = state.fast(self.network)
 
     @classmethod
     def check_config(cls, cfg):
-        g = cfg["generator"]
+        g = cfg["backbone"]
         if g["nz"] or g["tanh_output"]:
             raise ValueError(f"{cfg['method']} uses the backbone without a latent or tanh: set "
-                             f"generator.nz=0 and generator.tanh_output=false")
+                             f"backbone.nz=0 and backbone.tanh_output=false")
         check_schedule(cfg["optim"])
 
     @classmethod

@@ -11,7 +11,7 @@ SECTIONS = {
         "sigma_data": 0.5,
         "P_mean": -1.2,
         "P_std": 1.2,
-        "num_steps": 18,          # sampling: N noise levels, NFE 2N - 1
+        "sampling_levels": 18,    # N noise levels of the sampler: NFE 2N - 1 (Heun), N (Euler)
         "sigma_min": 0.002,
         "sigma_max": 80.0,
         "rho": 7.0,
@@ -36,6 +36,7 @@ class EDM(DenoisingMethod):
     sections = SECTIONS
     samplers = ("heun", "euler")
     steps_symbol = "N"
+    renamed = {"edm.num_steps": "edm.sampling_levels"}
     # The 2-D data at std 0.7, near sigma_data = 0.5 as images in [-1, 1] are (15/25 modes at
     # 35 NFE at scale 2, 25/25 at 0.5).
     toy_recipe = {**DenoisingMethod.toy_recipe, "data_scale": 0.5}
@@ -51,18 +52,18 @@ class EDM(DenoisingMethod):
 
     @classmethod
     def default_steps(cls, cfg):
-        return cfg["edm"]["num_steps"]
+        return cfg["edm"]["sampling_levels"]
 
     @staticmethod
     def preview_steps(cfg):
         """N of the sample grids and the periodic evaluation: eval.steps, else min(10, N) noise
         levels (19 Heun calls, as cheap as DDPM's 20)."""
-        return cfg["eval"]["steps"] or min(PREVIEW_LEVELS, cfg["edm"]["num_steps"])
+        return cfg["eval"]["steps"] or min(PREVIEW_LEVELS, cfg["edm"]["sampling_levels"])
 
     @staticmethod
     def network_calls(cfg, steps=None, sampler=None):
         """Network calls per image: 2N - 1 with Heun (the default), N with Euler."""
-        levels = cfg["edm"]["num_steps"] if steps is None else steps
+        levels = cfg["edm"]["sampling_levels"] if steps is None else steps
         return levels if sampler == "euler" else 2 * levels - 1
 
     @staticmethod
@@ -72,6 +73,6 @@ class EDM(DenoisingMethod):
             raise ValueError(f"EDM samplers: heun, euler; got {sampler!r}")
         e = cfg["edm"]
         latents = torch.randn(num, *image_shape, device=rng.device, generator=rng)
-        sigmas = edm_sigmas(e["num_steps"] if steps is None else steps, e["sigma_min"],
+        sigmas = edm_sigmas(e["sampling_levels"] if steps is None else steps, e["sigma_min"],
                             e["sigma_max"], e["rho"])
         return edm_sampler(network, latents, sigmas, rng, second_order=sampler != "euler")

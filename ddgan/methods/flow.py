@@ -20,7 +20,7 @@ SECTIONS = {
         "time_distribution": "uniform",
         "logit_mean": 0.0,
         "logit_std": 1.0,
-        "num_steps": 32,          # sampling: N steps of t from 1 to 0; NFE N (Euler), 2N - 1 (Heun)
+        "sampling_steps": 32,     # N steps of t from 1 to 0: NFE N (Euler), 2N - 1 (Heun)
         "time_scale": 1000.0,     # the network's time label is time_scale * t
     },
 }
@@ -103,8 +103,8 @@ class Flow(DenoisingMethod):
                              f"got {f['time_distribution']!r}")
         if f["logit_std"] <= 0:
             raise ValueError(f"flow.logit_std must be > 0, got {f['logit_std']}")
-        if isinstance(f["num_steps"], bool) or f["num_steps"] < 1:
-            raise ValueError(f"flow.num_steps (sampling steps N) must be >= 1, got {f['num_steps']!r}")
+        if isinstance(f["sampling_steps"], bool) or f["sampling_steps"] < 1:
+            raise ValueError(f"flow.sampling_steps (sampling steps N) must be >= 1, got {f['sampling_steps']!r}")
 
     @classmethod
     def objective(cls, cfg):
@@ -118,17 +118,17 @@ class Flow(DenoisingMethod):
 
     @classmethod
     def default_steps(cls, cfg):
-        return cfg["flow"]["num_steps"]
+        return cfg["flow"]["sampling_steps"]
 
     @staticmethod
     def preview_steps(cfg):
         """N of the sample grids and the periodic evaluation: eval.steps, else min(20, N)."""
-        return cfg["eval"]["steps"] or min(PREVIEW_STEPS, cfg["flow"]["num_steps"])
+        return cfg["eval"]["steps"] or min(PREVIEW_STEPS, cfg["flow"]["sampling_steps"])
 
     @staticmethod
     def network_calls(cfg, steps=None, sampler=None):
         """N calls with Euler (the default), 2N - 1 with Heun."""
-        return SAMPLERS[sampler or "euler"][1](cfg["flow"]["num_steps"] if steps is None else steps)
+        return SAMPLERS[sampler or "euler"][1](cfg["flow"]["sampling_steps"] if steps is None else steps)
 
     @staticmethod
     def sample_with(network, cfg, image_shape, num, rng, steps=None, sampler=None):
@@ -137,5 +137,5 @@ class Flow(DenoisingMethod):
             raise ValueError(f"flow samplers: {', '.join(SAMPLERS)}; got {sampler!r}")
         f = cfg["flow"]
         noise = torch.randn(num, *image_shape, device=rng.device, generator=rng)
-        times = sampling_times(f["num_steps"] if steps is None else steps, noise.device)
+        times = sampling_times(f["sampling_steps"] if steps is None else steps, noise.device)
         return SAMPLERS[sampler or "euler"][0](velocity_of(network, f["time_scale"]), noise, times, rng)

@@ -53,7 +53,7 @@ class UNet(nn.Module):
         super().__init__()
         for key, value in [("resample", resample), ("progressive_input", progressive_input),
                            ("decoder_attention", decoder_attention), ("output_norm", output_norm)]:
-            check_choice(f"generator.{key}", value, CHOICES[key])
+            check_choice(f"backbone.{key}", value, CHOICES[key])
         if image_size % 2 ** (len(channel_mult) - 1):
             raise ValueError(
                 f"image_size {image_size} cannot be halved {len(channel_mult) - 1} times "
