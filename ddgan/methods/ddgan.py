@@ -99,6 +99,20 @@ def discriminator_step(generator, discriminator, optimizer, process, divergence,
     return stats
 
 
+def critic_steps(generator, discriminator, optimizer, process, divergence, batches, nz, step,
+                 backward=torch.Tensor.backward, penalised=None, max_grad_norm=0.0):
+    """The n_critic discriminator steps before generator step `step` (0-based), each on the next
+    batch; discriminator step step * n_critic + i is the count the lazy penalties read.
+    Returns each step's statistics and the last batch, the generator step's."""
+    n_critic, stats = divergence.n_critic, []
+    for critic_step in range(n_critic):
+        x0 = next(batches)
+        stats.append(discriminator_step(generator, discriminator, optimizer, process, divergence,
+                                        x0, nz, step * n_critic + critic_step, backward, penalised,
+                                        max_grad_norm))
+    return stats, x0
+
+
 def generator_step(generator, discriminator, optimizer, process, divergence, x0, nz,
                    backward=torch.Tensor.backward, max_grad_norm=0.0):
     """One update of G against a frozen D. Pass D unwrapped (not DDP): it only routes gradients."""
@@ -209,17 +223,14 @@ class DDGAN(Method):
         and returns float32, so losses, penalties and the backward passes are float32.
         """
         acc = self.accelerator
-        n_critic = self.divergence.n_critic
-        for critic_step in range(n_critic):
-            d_step = step * n_critic + critic_step  # lazy penalties count discriminator steps
-            x0 = next(batches)
-            stats = discriminator_step(self.fast_generator, self.fast_discriminator, self.opt_d,
-                                       self.process, self.divergence, x0, self.nz, d_step,
+        every_stats, x0 = critic_steps(self.fast_generator, self.fast_discriminator, self.opt_d,
+                                       self.process, self.divergence, batches, self.nz, step,
                                        acc.backward, penalised=self.discriminator,
                                        max_grad_norm=self.max_grad_norm)
-            self.last_penalties.update({reg.name: stats[reg.name]
-                                        for reg in self.divergence.regularizers if reg.name in stats})
-        stats.update(self.last_penalties)
+        for d_stats in every_stats:
+            self.last_penalties.update({reg.name: d_stats[reg.name]
+                                        for reg in self.divergence.regularizers if reg.name in d_stats})
+        stats = {**every_stats[-1], **self.last_penalties}  # the last D step's, and the penalties' latest
         if with_grad_norms:
             stats["grad_norm_d"] = grad_norm(self.discriminator)
         stats.update(generator_step(self.fast_generator, self.fast_frozen_discriminator,
@@ -288,7 +299,7 @@ class DDGAN(Method):
 
 class ToyDDGAN:
     """The 2-D benchmark's DDGAN (ddgan/toy.py): MLP generator and discriminator trained by the
-    step functions above; one update is n_critic D steps and one G step."""
+    step functions above, as the images' DDGAN is; one update is n_critic D steps and one G step."""
     sampler = "ddgan"
 
     def __init__(self, hp, steps, divergence, sampler=None):
@@ -315,16 +326,14 @@ class ToyDDGAN:
             raise ValueError(f"r1_gamma must be >= 0 (0 = no R1), got {hp['r1_gamma']}")
         if hp["r1_gamma"] and not self.div.regularizers:  # wgan-gp keeps its own penalty alone
             self.div.regularizers.append(R1(hp["r1_gamma"], hp["r1_every"]))
-        self.d_steps = 0
+        self.updates = 0
 
     def train_step(self, draw_batch):
-        for _ in range(self.div.n_critic):
-            x0 = draw_batch()
-            discriminator_step(self.generator, self.discriminator, self.opt_d, self.process,
-                               self.div, x0, self.hp["nz"], self.d_steps)
-            self.d_steps += 1
+        _, x0 = critic_steps(self.generator, self.discriminator, self.opt_d, self.process, self.div,
+                             iter(draw_batch, None), self.hp["nz"], self.updates)
         generator_step(self.generator, self.discriminator, self.opt_g, self.process, self.div,
                        x0, self.hp["nz"])
+        self.updates += 1
 
     def sample(self, num, rng):
         x_T = torch.randn(num, 2, generator=rng)
