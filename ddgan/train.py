@@ -52,6 +52,7 @@ WATCHED = ("d_total", "g_loss", "loss")
 
 # Errors of bad input (ValueError covers ConfigError, DataError, CheckpointError and OutputError).
 USER_ERRORS = (ValueError, FileExistsError, FileNotFoundError)
+DIAGNOSTIC_IMAGES = 128  # the fixed real batch of the logged diagnostics (a method's diagnostics())
 
 
 class NonFiniteLossError(RuntimeError):
@@ -360,6 +361,7 @@ def train(cfg, resume=False, stop_at=None, resume_from=None):
         e_cfg = cfg["eval"]
         grid_nfe = periodic_nfe(method_cls, cfg)  # the grids' and the periodic evaluation's
         reference = images.cpu() if extractor and main else None
+        diagnostic_batch = batches.fixed(min(DIAGNOSTIC_IMAGES, len(images))).to(accelerator.device)
         reference_cache_name = reference_name(reference) if reference is not None else None
 
         def evaluate_now(done):  # each time the images seen cross a multiple of eval.every_images
@@ -388,6 +390,9 @@ def train(cfg, resume=False, stop_at=None, resume_from=None):
                     progress.set_postfix({k: f"{v.item():.3g}" for k, v in stats.items()
                                           if not k.startswith("grad")})
             train_seconds += time.perf_counter() - tick  # training only: not grids, evaluation, saving
+            if main and log_now:
+                for name, value in method.diagnostics(diagnostic_batch).items():
+                    writer.add_scalar(f"diagnostics/{name}", value, done)
             if main and (done % t_cfg["sample_every"] == 0 or done == max_steps):
                 grid = sample_images(method.ema.module.eval(), method_cls, cfg, images.shape[1:],
                                      t_cfg["num_grid"],

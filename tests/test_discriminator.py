@@ -8,7 +8,7 @@ from ddgan.methods.ddgan import build_discriminator
 from ddgan.networks import Discriminator
 from ddgan.networks.discriminator import minibatch_std
 
-from .conftest import REPO
+from .conftest import REPO, reset_accelerate
 
 # Parameters of the authors' Discriminator_small(nc=6, ngf=64, t_emb_dim=256) as their
 # train_ddgan.py builds it for CIFAR-10, counted by building their module on a CPU (their
@@ -126,3 +126,39 @@ def test_minibatch_std_on_pre_or_post_activation_features(head_activation):
     assert (features < 0).any()
     expected = features if not head_activation else F.leaky_relu(features, 0.2)
     assert torch.allclose(seen["head_input"], minibatch_std(expected, 4))
+
+
+def test_the_logged_diagnostics_tell_a_trained_discriminator_from_chance(fake_fmnist, tmp_path):
+    """D's accuracy per t (real x_{t-1} scored above G's): high at t = 1 after D alone trains
+    against a fixed G; measuring leaves training's draws alone, and train() logs the numbers to
+    TensorBoard."""
+    from accelerate import Accelerator
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from ddgan.data import ImageBatches, load_images
+    from ddgan.methods import method_class
+    from ddgan.methods.ddgan import discriminator_step
+    from ddgan.train import train
+
+    small = ["backbone.base_channels=8", "discriminator.base_channels=8", f"data.root={fake_fmnist}",
+             "train.batch_size=16", "optim.lr_discriminator=2e-3", f"train.out_dir={tmp_path / 'run'}"]
+    cfg = load_config(REPO / "configs/tiny.yaml", small)
+    torch.manual_seed(0)
+    method = method_class(cfg)(cfg, (1, 28, 28), Accelerator(cpu=True))
+    batches = ImageBatches(load_images(cfg["data"]), 16, seed=0)
+    x0 = batches.fixed(64)
+    state = torch.get_rng_state()
+    fresh = method.diagnostics(x0)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert set(fresh) == {f"d_{what}/t{t}" for what in ("real", "fake", "accuracy") for t in (1, 2)}
+    assert all(0 <= fresh[f"d_accuracy/t{t}"] <= 1 for t in (1, 2))
+    for d_step in range(60):  # D alone: G stays as it was
+        discriminator_step(method.generator, method.discriminator, method.opt_d, method.process,
+                           method.divergence, next(batches), method.nz, d_step)
+    trained = method.diagnostics(x0)
+    assert trained["d_accuracy/t1"] > 0.9 and trained["d_real/t1"] > trained["d_fake/t1"]
+
+    reset_accelerate()  # the training picks its own mixed precision
+    run = train(load_config(REPO / "configs/tiny.yaml", small + ["train.max_steps=4", "train.log_every=2"]))
+    events = EventAccumulator(str(run / "tb")).Reload()
+    assert [e.step for e in events.Scalars("diagnostics/d_accuracy/t2")] == [2, 4]

@@ -49,6 +49,11 @@ class Method:
         step count without training for it): the same config, unless steps are trained."""
         return cfg
 
+    def diagnostics(self, x0):
+        """Scalars the training logs beside the losses ({name: float}), measured on x0, the same
+        fixed batch of real images each time; none by default."""
+        return {}
+
     def cycle(self):
         """Training steps after which the step's work repeats (the benchmark times one cycle)."""
         return 1

@@ -241,6 +241,29 @@ class DDGAN(Method):
         self.state.end_step()
         return stats
 
+    @torch.no_grad()
+    def diagnostics(self, x0):
+        """Per step t: D's mean output on the real x_{t-1} and on G's (the same x_t), and its
+        accuracy, the fraction of those pairs where it scores the real one higher (ties half):
+        0.5 is a D that cannot tell them apart. Drawn from a fixed seed, leaving training's draws alone."""
+        generator = self.accelerator.unwrap_model(self.generator)
+        discriminator = self.accelerator.unwrap_model(self.discriminator)
+        device, values = x0.device, {}
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(0)
+            for step in range(1, self.process.num_steps + 1):
+                t = torch.full((x0.shape[0],), step, dtype=torch.long, device=device)
+                x_prev, x_t = self.process.q_sample_pair(x0, t)
+                real = discriminator(x_prev, x_t, t).float().flatten()
+                fake = discriminator(generated_prev(generator, self.process, x_t, t, self.nz),
+                                     x_t, t).float().flatten()
+                values[f"d_real/t{step}"] = real.mean().item()
+                values[f"d_fake/t{step}"] = fake.mean().item()
+                # A tie counts half: a D that starts near zero scores every pair alike.
+                values[f"d_accuracy/t{step}"] = ((real > fake).float().mean()
+                                                 + 0.5 * (real == fake).float().mean()).item()
+        return values
+
     build_network = staticmethod(build_generator)
 
     @staticmethod
