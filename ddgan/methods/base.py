@@ -2,8 +2,9 @@
 
 Every module outside ddgan/methods/ asks a method class these questions rather than
 testing its name. A subclass sets the class attributes and supplies build_network,
-train_step, sample_with, network_calls, preview_steps, state_dict and load_state_dict
-(ddgan.py, denoising.py); the defaults below suit a method sampled at any step count.
+train_step, sample_with, network_calls, preview_steps, state_dict, load_state_dict and
+toy_model (the 2-D benchmark's model: ddgan.py, denoising.py); the defaults below suit a
+method sampled at any step count.
 """
 
 
