@@ -91,18 +91,20 @@ class ConfigError(ValueError):
 RENAMED = {"generator": "backbone", "optim.lr_g": "optim.lr", "optim.lr_d": "optim.lr_discriminator"}
 
 
-def renamed_keys():
-    from .methods import METHODS
+def with_methods(table, attribute):
+    """A copy of `table` updated with every registered method's own table of that kind (its
+    class attribute `attribute`: sections, renamed, legacy_values)."""
+    from .methods import METHODS  # here, not at the top: the methods import this module
 
-    renamed = dict(RENAMED)
+    merged = dict(table)
     for method in METHODS.values():
-        renamed.update(method.renamed)
-    return renamed
+        merged.update(getattr(method, attribute))
+    return merged
 
 
 def _rename_message(where):
     """What became of a key of an earlier version ('' if it never existed)."""
-    renamed = renamed_keys()
+    renamed = with_methods(RENAMED, "renamed")
     if where not in renamed:
         return ""
     inside = [f"{old} is {new}" for old, new in renamed.items() if old.startswith(where + ".")]
@@ -189,12 +191,7 @@ def check_count(name, value, minimum=1):
 
 def defaults():
     """A fresh copy of every default: DEFAULTS and the registered methods' sections."""
-    from .methods import METHODS  # here, not at the top: the methods import this module
-
-    cfg = copy.deepcopy(DEFAULTS)
-    for method in METHODS.values():
-        cfg.update(copy.deepcopy(method.sections))
-    return cfg
+    return copy.deepcopy(with_methods(DEFAULTS, "sections"))
 
 
 def load_config(path=None, overrides=()):
@@ -218,13 +215,8 @@ LEGACY_VALUES = {
 def saved_config(saved):
     """A run's saved config (a dict from its config.yaml or checkpoint), resolved as defaults()
     would resolve it, except that keys it predates take their LEGACY_VALUES."""
-    from .methods import METHODS
-
     saved = copy.deepcopy(saved)
-    legacy = dict(LEGACY_VALUES)
-    for method in METHODS.values():
-        legacy.update(method.legacy_values)
-    for (section, key), value in legacy.items():
+    for (section, key), value in with_methods(LEGACY_VALUES, "legacy_values").items():
         if section in saved and key not in saved[section]:
             saved[section][key] = value
     cfg = defaults()

@@ -263,9 +263,9 @@ def uses_flip(cfg_data):
     return cfg_data["name"] != "fmnist" if flip is None else flip
 
 
-def scaled(images):
-    """uint8 images in [0, 255] as floats in [-1, 1]."""
-    return images.float() / 127.5 - 1
+def to_unit_range(images_uint8):
+    """uint8 images in [0, 255] as floats in [-1, 1], the range every network sees."""
+    return images_uint8.float() / 127.5 - 1
 
 
 class ImageBatches:
@@ -295,7 +295,7 @@ class ImageBatches:
             self._order = self._permutation()
         index = self._order[self.position:self.position + self.batch_size]
         self.position += self.batch_size
-        x = scaled(self.images[index])
+        x = to_unit_range(self.images[index])
         if self.random_flip:
             flip = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < 0.5
             x = torch.where(flip, x.flip(3), x)
@@ -306,7 +306,7 @@ class ImageBatches:
 
     def fixed(self, num):
         """The first `num` images (unflipped), scaled as the batches are: the same every call."""
-        return scaled(self.images[:num])
+        return to_unit_range(self.images[:num])
 
     def state_dict(self):
         return {"epoch": self.epoch, "position": self.position}

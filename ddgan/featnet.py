@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .data import data_label, load_dataset
+from .data import data_label, load_dataset, to_unit_range
 from .device import resolve_device
 from .files import atomic_write, check_writable
 
@@ -58,10 +58,6 @@ def weights_hash(state_dict):
         digest.update(name.encode())
         digest.update(state_dict[name].detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:12]
-
-
-def to_unit_range(images_uint8):
-    return images_uint8.float() / 127.5 - 1
 
 
 @torch.no_grad()

@@ -20,6 +20,7 @@ from scipy import linalg
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
+from .data import to_unit_range
 from .featnet import load_featnet
 
 INCEPTION_ENV_VAR = "DDGAN_INCEPTION_WEIGHTS"
@@ -90,7 +91,7 @@ class FeatNetExtractor(FeatureExtractorBase):
         return None
 
     def forward(self, x):
-        x = x[:, :self.in_channels].float() / 127.5 - 1  # torch-fidelity gives 3-channel uint8
+        x = to_unit_range(x[:, :self.in_channels])  # torch-fidelity gives 3-channel uint8
         features = self.network.features(x)
         by_name = {"penultimate": features, "logits": self.network.head(features)}
         return tuple(by_name[name] for name in self.features_list)

@@ -205,8 +205,7 @@ class DDGAN(Method):
         d = cfg["divergence"]
         if d["r1_gamma"] < 0:
             raise ValueError(f"divergence.r1_gamma must be >= 0 (0 = no R1), got {d['r1_gamma']}")
-        if d["r1_every"] < 1:
-            raise ValueError(f"divergence.r1_every must be >= 1, got {d['r1_every']}")
+        check_count("divergence.r1_every", d["r1_every"])
         if d["r1_lazy_rule"] not in LAZY_R1_RULES:
             raise ValueError(f"divergence.r1_lazy_rule must be one of {', '.join(LAZY_R1_RULES)}, "
                              f"got {d['r1_lazy_rule']!r}")

@@ -2,6 +2,7 @@
 import torch
 import torch.nn.functional as F
 
+from ..config import check_count
 from ..diffusion import ForwardProcess
 from ..samplers import (SPACINGS, ancestral_sampler, ddim_sampler, linear_betas, respaced_schedule,
                         select_steps)
@@ -51,8 +52,7 @@ class DDPM(DenoisingMethod):
     def check_config(cls, cfg):
         super().check_config(cfg)
         d = cfg["ddpm"]
-        if isinstance(d["train_timesteps"], bool) or d["train_timesteps"] < 1:
-            raise ValueError(f"ddpm.train_timesteps (DDPM's training T) must be >= 1, got {d['train_timesteps']!r}")
+        check_count("ddpm.train_timesteps (DDPM's training T)", d["train_timesteps"])
         if d["spacing"] not in SPACINGS:
             raise ValueError(f"ddpm.spacing must be one of {', '.join(SPACINGS)}, got {d['spacing']!r}")
         if d["variance"] not in ("beta", "posterior"):

@@ -103,8 +103,7 @@ class Flow(DenoisingMethod):
                              f"got {f['time_distribution']!r}")
         if f["logit_std"] <= 0:
             raise ValueError(f"flow.logit_std must be > 0, got {f['logit_std']}")
-        if isinstance(f["sampling_steps"], bool) or f["sampling_steps"] < 1:
-            raise ValueError(f"flow.sampling_steps (sampling steps N) must be >= 1, got {f['sampling_steps']!r}")
+        check_count("flow.sampling_steps (sampling steps N)", f["sampling_steps"])
 
     @classmethod
     def objective(cls, cfg):
