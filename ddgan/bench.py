@@ -33,12 +33,12 @@ from .speed import (PLAIN_OVERRIDES, compiled, launch_device, resolve, resolve_m
 IMAGE_SHAPES = {"fmnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
 
-def image_shape(cfg):
-    data = cfg["data"]
-    if data["name"] in IMAGE_SHAPES:
-        return IMAGE_SHAPES[data["name"]]
-    if data["image_size"]:
-        return (3, data["image_size"], data["image_size"])
+def image_shape(data):
+    """The image shape of the `data` settings, without loading the data."""
+    if data.name in IMAGE_SHAPES:
+        return IMAGE_SHAPES[data.name]
+    if data.image_size:
+        return (3, data.image_size, data.image_size)
     raise ValueError("an imagefolder config needs data.image_size for the benchmark")
 
 
@@ -113,14 +113,14 @@ def measured_row(fn, per_call, device, warmup, repeats, peak, **row):
             "utilisation": achieved / peak}
 
 
-def bench_config(cfg, accelerator, steps, sample_batches, warmup, repeats, peaks):
+def bench_config(settings, accelerator, steps, sample_batches, warmup, repeats, peaks):
     """Rows for one config: its training step, then sampling at each step count and batch.
     peaks: {'train': FLOP/s at the training dtype, 'sample': at the sampling dtype}."""
-    method_cls = method_class(cfg)
-    shape = image_shape(cfg)
+    method_cls = method_class(settings)
+    shape = image_shape(settings.data)
     device = accelerator.device
-    method = method_cls(cfg, shape, accelerator)
-    batch = cfg["train"]["batch_size"]
+    method = method_cls(settings, shape, accelerator)
+    batch = settings.train.batch_size
     batches, step = RandomBatches(batch, shape, device), count()
     cycle = method.cycle()
 
@@ -128,7 +128,7 @@ def bench_config(cfg, accelerator, steps, sample_batches, warmup, repeats, peaks
         for _ in range(cycle):
             method.train_step(batches, next(step))
 
-    name = " ".join([cfg["method"], *method_cls.labels(cfg).values()])
+    name = " ".join([settings.method, *method_cls.labels(settings).values()])
     network = method.ema.module.eval()  # the sampled network: G, or the denoiser
     params = sum(p.numel() for p in network.parameters())
     common = {"method": name, "params_m": params / 1e6}
@@ -136,19 +136,19 @@ def bench_config(cfg, accelerator, steps, sample_batches, warmup, repeats, peaks
                          what="train", batch=batch * method.batches_per_step, steps=None, nfe=None)]
     network = compiled(network, method.speed)  # the EMA is channels_last already
 
-    sampler = method_cls.default_sampler()
     for k in steps:
-        run_cfg = method_cls.config_for_steps(cfg, k)  # a run that samples with k steps
+        # the default sampler of a run that samples with k steps
+        sampler = method_cls.sampler(method_cls.settings_for_steps(settings, k), k, device=device)
         for sample_batch in sample_batches:
             rng = torch.Generator(device).manual_seed(0)
 
             @torch.no_grad()
             def draw():
-                method_cls.sample_with(network, run_cfg, shape, sample_batch, rng, steps=k,
-                                       sampler=sampler)
+                sampler.sample(network, torch.randn(sample_batch, *shape, device=device,
+                                                    generator=rng), rng)
             rows.append(measured_row(draw, 1, device, warmup, repeats, peaks["sample"], **common,
-                                     what=f"sample ({sampler})", batch=sample_batch, steps=k,
-                                     nfe=method_cls.network_calls(run_cfg, k, sampler)))
+                                     what=f"sample ({sampler.name})", batch=sample_batch, steps=k,
+                                     nfe=sampler.network_calls))
     return rows
 
 
@@ -178,12 +178,13 @@ def run_bench(config_paths, overrides=(), steps=(1, 2, 4), sample_batches=(100,)
     """
     overrides = list(overrides) + (PLAIN_OVERRIDES if plain else [])
     configs = [load_shared_config(path, overrides) for path in config_paths]
-    requested = {cfg["train"]["mixed_precision"] for cfg in configs} if mixed_precision is None else {mixed_precision}
+    requested = ({settings.train.mixed_precision for settings in configs} if mixed_precision is None
+                 else {mixed_precision})
     if len(requested) > 1:
         raise ValueError("these configs set different train.mixed_precision; pass --mixed-precision")
     device = "cpu" if cpu else launch_device()
     accelerator = Accelerator(mixed_precision=resolve_mixed_precision(requested.pop(), device), cpu=cpu)
-    speeds = [resolve(cfg["speed"], accelerator.device) for cfg in configs]
+    speeds = [resolve(vars(settings.speed), accelerator.device) for settings in configs]
     if any(speed != speeds[0] for speed in speeds):
         raise ValueError("these configs set different speed switches; benchmark them "
                          "separately, as one table records one set")
@@ -194,8 +195,8 @@ def run_bench(config_paths, overrides=(), steps=(1, 2, 4), sample_batches=(100,)
     train_dtype = torch.bfloat16 if accelerator.mixed_precision == "bf16" else torch.float32
     peaks = {"train": matmul_peak(device, train_dtype), "sample": matmul_peak(device, torch.float32)}
     rows = []
-    for path, cfg in zip(config_paths, configs):
-        for row in bench_config(cfg, accelerator, steps, sample_batches, warmup, repeats, peaks):
+    for path, settings in zip(config_paths, configs):
+        for row in bench_config(settings, accelerator, steps, sample_batches, warmup, repeats, peaks):
             rows.append({"config": str(path), **row})
     result = {"environment": {**environment(accelerator, speed),
                               "peak_tflop_per_s": {k: v / 1e12 for k, v in peaks.items()},

@@ -49,9 +49,9 @@ def cmd_train(args):
     from .speed import PLAIN_OVERRIDES
     from .train import train
 
-    cfg = load_config(args.config, args.overrides + (PLAIN_OVERRIDES if args.plain else []))
+    settings = load_config(args.config, args.overrides + (PLAIN_OVERRIDES if args.plain else []))
     try:
-        run_dir = train(cfg, resume=args.resume, stop_at=args.stop_at, resume_from=args.resume_from)
+        run_dir = train(settings, resume=args.resume, stop_at=args.stop_at, resume_from=args.resume_from)
     except TrainingInterrupted as stopped:
         again = shlex.join(["ddgan", "train", "--config", args.config, *args.overrides,
                             *(["--plain"] if args.plain else []), "--resume"])
@@ -95,9 +95,8 @@ def cmd_featnet(args):
 
     from .featnet import train_featnet
 
-    cfg_data = {"name": args.data, "root": args.data_root, "image_size": None}
-    info = train_featnet(cfg_data, Path(args.out), epochs=args.epochs, seed=args.seed,
-                         device=args.device)
+    info = train_featnet(Path(args.out), args.data, args.data_root, epochs=args.epochs,
+                         seed=args.seed, device=args.device)
     print(json.dumps(info))
     print(f"featnet {info['hash']}: test accuracy {info['test_accuracy']:.4f} on "
           f"{info['num_test_images']} {info['data']} test images; saved to {args.out}")

@@ -9,6 +9,7 @@ import copy
 import yaml
 
 from .files import atomic_write
+from .settings import resolve, to_dict
 
 DEFAULTS = {
     "method": "ddgan",           # a name in ddgan.methods.METHODS
@@ -113,7 +114,8 @@ def _rename_message(where):
             + "; a config or a run saved before then needs the new names")
 
 
-def _merge(base, update, path=()):
+def merge(base, update, path=()):
+    """Update the config dict `base` in place from `update`, checking every key and type."""
     for key, value in update.items():
         where = ".".join(path + (key,))
         if key not in base:
@@ -125,7 +127,7 @@ def _merge(base, update, path=()):
         if isinstance(base[key], dict) and path + (key,) not in FREE_FORM:
             if not isinstance(value, dict):
                 raise ConfigError(f"config key '{where}' is a section; give it a mapping")
-            _merge(base[key], value, path + (key,))
+            merge(base[key], value, path + (key,))
         else:
             base[key] = _check_type(where, base[key], value)
 
@@ -195,13 +197,14 @@ def defaults():
 
 
 def load_config(path=None, overrides=()):
-    """defaults(), updated by the YAML file at `path`, then by 'key=value' overrides."""
+    """The Settings of defaults(), updated by the YAML file at `path`, then by 'key=value'
+    overrides: the command line's edge (settings.resolve)."""
     cfg = defaults()
     if path is not None:
-        _merge(cfg, read_yaml_mapping(path))
+        merge(cfg, read_yaml_mapping(path))
     for text in overrides:
-        _merge(cfg, parse_override(text))
-    return cfg
+        merge(cfg, parse_override(text))
+    return resolve(cfg)
 
 
 # Shared keys added after runs were saved without them, with the value that reproduces how
@@ -213,15 +216,15 @@ LEGACY_VALUES = {
 
 
 def saved_config(saved):
-    """A run's saved config (a dict from its config.yaml or checkpoint), resolved as defaults()
-    would resolve it, except that keys it predates take their LEGACY_VALUES."""
+    """The Settings of a run's saved config (a dict from its config.yaml or checkpoint), resolved
+    as defaults() would resolve it, except that keys it predates take their LEGACY_VALUES."""
     saved = copy.deepcopy(saved)
     for (section, key), value in with_methods(LEGACY_VALUES, "legacy_values").items():
         if section in saved and key not in saved[section]:
             saved[section][key] = value
     cfg = defaults()
-    _merge(cfg, saved)
-    return cfg
+    merge(cfg, saved)
+    return resolve(cfg)
 
 
 def load_saved_config(path):
@@ -229,7 +232,8 @@ def load_saved_config(path):
 
 
 def config_differences(a, b, path=()):
-    """Dotted keys whose values differ between two resolved configs."""
+    """Dotted keys whose values differ between two resolved configs (Settings or dicts)."""
+    a, b = (to_dict(c) if not isinstance(c, dict) else c for c in (a, b))
     diffs = []
     for key in sorted(set(a) | set(b)):
         va, vb = a.get(key), b.get(key)
@@ -265,5 +269,6 @@ def read_yaml_mapping(path):
     return data
 
 
-def dump_config(cfg, path):
-    atomic_write(path, lambda f: f.write(yaml.safe_dump(cfg, sort_keys=False).encode()))
+def dump_config(settings, path):
+    text = yaml.safe_dump(to_dict(settings), sort_keys=False)
+    atomic_write(path, lambda f: f.write(text.encode()))

@@ -219,48 +219,47 @@ def load_imagefolder(root, image_size=None):
     return torch.cat([images for images, _ in batches]), torch.cat([labels for _, labels in batches])
 
 
-def load_dataset(cfg_data, split="train"):
-    """(images uint8 [N, C, H, W], labels [N] or None) of the config's data.
+def load_dataset(name, root=None, image_size=None, split="train"):
+    """(images uint8 [N, C, H, W], labels [N] or None) of the data settings' dataset: `name`
+    (data.name) in folder `root` (data.root), an imagefolder resized to `image_size`.
 
     split 'test': Fashion-MNIST's t10k files, CIFAR-10's test batch, or for an
     imagefolder whose root is .../train the sibling folder .../test.
     """
-    name = cfg_data["name"]
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     if name == "fmnist":
-        return load_fmnist(cfg_data["root"], split)
+        return load_fmnist(root, split)
     if name == "cifar10":
-        return load_cifar10(cfg_data["root"], split)
+        return load_cifar10(root, split)
     if name == "imagefolder":
-        root = cfg_data["root"]
         if split == "test":
             train = _imagefolder_path(root)
             if train.name != "train":
                 raise DataNotFoundError(f"the test split of an imagefolder is the sibling "
                                         f"'test' folder of a root named 'train'; got {train}")
             root = train.parent / "test"
-        return load_imagefolder(root, cfg_data["image_size"])
+        return load_imagefolder(root, image_size)
     raise ValueError(f"unknown data.name {name!r}; valid: {', '.join(DATASETS)}")
 
 
-def load_images(cfg_data):
+def load_images(name, root=None, image_size=None):
     """The training set as a uint8 tensor [N, C, H, W]."""
-    return load_dataset(cfg_data)[0]
+    return load_dataset(name, root, image_size)[0]
 
 
-def data_label(cfg_data):
+def data_label(name, root=None):
     """How results name the data: 'Fashion-MNIST', 'CIFAR-10', or 'imagefolder PARENT/FOLDER'
     (e.g. 'imagefolder cifar10-jpeg/train' for the JPEG copy of CIFAR-10)."""
-    if cfg_data["name"] == "imagefolder":
-        path = _imagefolder_path(cfg_data["root"]).resolve()
+    if name == "imagefolder":
+        path = _imagefolder_path(root).resolve()
         return f"imagefolder {path.parent.name}/{path.name}"
-    return {"fmnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}[cfg_data["name"]]
+    return {"fmnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}[name]
 
 
-def uses_flip(cfg_data):
-    flip = cfg_data["random_flip"]
-    return cfg_data["name"] != "fmnist" if flip is None else flip
+def uses_flip(name, random_flip=None):
+    """data.random_flip, where null is on for every dataset but Fashion-MNIST."""
+    return name != "fmnist" if random_flip is None else random_flip
 
 
 def to_unit_range(images_uint8):

@@ -25,6 +25,7 @@ from .files import append_text, atomic_write, check_writable
 from .generate import ema_network, sample_images
 from .methods import METHODS, get_method
 from .metrics import check_metrics, check_sample_count, compute_metrics, quantise, resolve_extractor
+from .settings import updated
 from .speed import sampling_network
 
 RESULT_COLUMNS = ["run", "method", "divergence", "sampler", "steps", "nfe", "metric_name", "fd",
@@ -37,14 +38,14 @@ PERIODIC_COLUMNS = ["step", "images_seen", "train_seconds", "metric_name", "fd",
 GRID_SIZE = 64
 
 
-def plan(cfg, run, steps=None, samplers=None):
-    """[(sampler, steps)] to evaluate for a run's config; bad requests fail here, before any work.
+def plan(settings, run, steps=None, samplers=None):
+    """[(sampler, steps)] to evaluate for a run's settings; bad requests fail here, before any work.
 
     samplers: names asked for; a run keeps those its method has (all of them where it has
     only one) and refuses a request of none. steps: the counts asked for (default the
     method's default_steps), which the method checks.
     """
-    method = get_method(cfg["method"])
+    method = get_method(settings.method)
     if samplers:
         chosen = [s for s in samplers if s in method.samplers]
         if not chosen and len(method.samplers) == 1:  # nothing to choose
@@ -54,11 +55,11 @@ def plan(cfg, run, steps=None, samplers=None):
                              f"{', '.join(method.samplers)}; --samplers gave {', '.join(samplers)}")
     else:
         chosen = list(method.eval_samplers or [method.default_sampler()])
-    counts = list(steps or [method.default_steps(cfg)])
+    counts = list(steps or [method.default_steps(settings)])
     if method.steps_trained and steps:  # a mixed evaluation asks other runs for other counts
-        counts = [k for k in counts if k == method.default_steps(cfg)] or counts
+        counts = [k for k in counts if k == method.default_steps(settings)] or counts
     try:
-        method.check_steps(cfg, counts)
+        method.check_steps(settings, counts)
     except ValueError as error:
         raise ValueError(f"{run}: {error}; give --steps the run can sample with"
                          + (", or drop --steps" if method.steps_trained else "")) from None
@@ -72,11 +73,13 @@ def reference_name(images):
     return f"ddgan-ref-{len(images)}-{digest}"
 
 
-def check_extractor_data(extractor, cfg_data, run):
-    if extractor.data is not None and extractor.data != data_label(cfg_data):
+def check_extractor_data(extractor, data, run):
+    """The featnet was trained on the run's data (its `data` settings)."""
+    label = data_label(data.name, data.root)
+    if extractor.data is not None and extractor.data != label:
         raise ValueError(f"the featnet {extractor.weights_path} was trained on {extractor.data}, "
-                         f"but {run} trained on {data_label(cfg_data)}: train a featnet on the "
-                         f"same data (`ddgan featnet`)")
+                         f"but {run} trained on {label}: train a featnet on the same data "
+                         f"(`ddgan featnet`)")
 
 
 def evaluate_runs(run_dirs, extractor_spec, steps=None, samplers=None, num_samples=10_000,
@@ -103,49 +106,49 @@ def evaluate_runs(run_dirs, extractor_spec, steps=None, samplers=None, num_sampl
             raise FileNotFoundError(f"no checkpoint at {path}: is {run} a run directory "
                                     f"(train.out_dir) that has saved a checkpoint?")
         state = checkpoint.load(path)
-        cfg = state["config"]
+        settings = state["config"]
         if data_root is not None:
-            cfg["data"]["root"] = data_root
-        check_extractor_data(extractor, cfg["data"], run)
-        jobs.append((run, state, plan(cfg, run, steps, samplers)))
+            settings = updated(settings, {"data": {"root": data_root}})
+        check_extractor_data(extractor, settings.data, run)
+        jobs.append((run, state, settings, plan(settings, run, steps, samplers)))
 
     rows, references = [], {}
-    for run, state, todo in jobs:
+    for run, state, settings, todo in jobs:
         network, method = ema_network(state, device)
         network = sampling_network(network, device, plain)
-        cfg = state["config"]
-        key = (cfg["data"]["name"], cfg["data"]["root"], cfg["data"]["image_size"])
+        data = settings.data
+        key = (data.name, data.root, data.image_size)
         if key not in references:  # load and hash each training set once
-            images = load_images(cfg["data"])
+            images = load_images(data.name, data.root, data.image_size)
             references[key] = images, reference_name(images)
         reference, name = references[key]
-        for sampler, count in todo:
+        for sampler_name, count in todo:
+            sampler = method.sampler(settings, count, sampler_name, device)
             draw = lambda num, rng, progress=None: sample_images(  # noqa: E731
-                network, method, cfg, state["image_shape"], num, rng, batch_size,
-                steps=count, sampler=sampler, progress=progress)
+                network, sampler, state["image_shape"], num, rng, batch_size, progress)
             # Warm-up, at each batch size the draw uses: a compiled network compiles here.
             for size in {min(batch_size, num_samples), num_samples % batch_size} - {0}:
                 draw(size, torch.Generator(device).manual_seed(seed))
             started = time.perf_counter()
             images = draw(num_samples, torch.Generator(device).manual_seed(seed),
-                          f"{run.name} {sampler} steps={count}")
+                          f"{run.name} {sampler_name} steps={count}")
             img_per_s = num_samples / (time.perf_counter() - started)  # sample_images ends synchronised
             values = compute_metrics(quantise(images), reference, extractor, metrics,
                                      reference_name=name, batch_size=batch_size, seed=seed,
                                      cuda=device.type == "cuda", progress=True)
             grid = None
             if grid_dir is not None:
-                grid = Path(grid_dir) / f"{run.name}_{sampler}_{count}.png"
+                grid = Path(grid_dir) / f"{run.name}_{sampler_name}_{count}.png"
                 grid.parent.mkdir(parents=True, exist_ok=True)
                 save_image(images[:GRID_SIZE], grid, nrow=8, normalize=True, value_range=(-1, 1))
             rows.append({
-                "run": str(run), "method": cfg["method"],
-                "divergence": method.labels(cfg).get("divergence", ""),
-                "sampler": sampler, "steps": count, "nfe": method.network_calls(cfg, count, sampler),
+                "run": str(run), "method": settings.method,
+                "divergence": method.labels(settings).get("divergence", ""),
+                "sampler": sampler_name, "steps": count, "nfe": sampler.network_calls,
                 "metric_name": extractor.metric_name, **dict.fromkeys(METRIC_COLUMNS), **values,
                 "n_samples": num_samples,
                 "extractor": extractor.label, "extractor_hash": extractor.hash,
-                "data": data_label(cfg["data"]), "seed": seed, "img_per_s": round(img_per_s, 1),
+                "data": data_label(data.name, data.root), "seed": seed, "img_per_s": round(img_per_s, 1),
                 "ckpt_step": state["step"], "images_seen": state.get("images_seen"),
                 "train_seconds": state.get("train_seconds"),
                 "wall_seconds": round(time.perf_counter() - started, 1),
@@ -221,26 +224,24 @@ def write_results(rows, out_json):
     return csv_path
 
 
-def periodic_nfe(method, cfg):
-    """Network calls per sample of the periodic evaluation and the grids, with the method's
-    default sampler (DDPM ancestral, EDM Heun)."""
-    return method.network_calls(cfg, method.preview_steps(cfg), method.default_sampler())
+def preview_sampler(method, settings, device):
+    """The sampler of the grids and the periodic evaluation: the method's default one at its
+    preview steps (DDGAN's T; DDPM's and EDM's eval.steps, see their preview_steps)."""
+    return method.sampler(settings, method.preview_steps(settings), device=device)
 
 
 @torch.no_grad()
-def periodic_fd(network, method, cfg, image_shape, reference, extractor, num_samples, seed,
+def periodic_fd(network, sampler, image_shape, reference, extractor, num_samples, seed,
                 batch_size, reference_cache_name):
-    """The run's metric on num_samples EMA samples (fixed seed), for the training curves;
-    with the method's preview steps and default sampler (DDGAN's T; DDPM's and EDM's
-    eval.steps, see their preview_steps)."""
+    """The run's metric on num_samples EMA samples (fixed seed) drawn by `sampler`, for the
+    training curves."""
     device = next(network.parameters()).device
     # torch-fidelity builds networks and loaders from the global generators: fork them, so
     # that evaluating (or not) leaves the training's random draws unchanged.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         rng = torch.Generator(device).manual_seed(seed)
-        images = sample_images(network, method, cfg, image_shape, num_samples, rng, batch_size,
-                               steps=method.preview_steps(cfg), sampler=method.default_sampler(),
-                               progress="periodic evaluation")
+        images = sample_images(network, sampler, image_shape, num_samples, rng, batch_size,
+                               "periodic evaluation")
         return compute_metrics(quantise(images), reference, extractor, ("fid",),
                                reference_name=reference_cache_name, batch_size=batch_size,
                                seed=seed, cuda=device.type == "cuda", progress=True)["fd"]

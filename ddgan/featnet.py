@@ -70,9 +70,10 @@ def accuracy(network, images, labels, batch_size=1000):
     return correct / len(images)
 
 
-def train_featnet(cfg_data, out, epochs=3, batch_size=128, lr=2e-3, width=32, seed=0,
-                  device=None, max_train_images=None):
-    """Train on the training split, test on the test split, save to `out`; returns the info dict.
+def train_featnet(out, data, root=None, image_size=None, epochs=3, batch_size=128, lr=2e-3,
+                  width=32, seed=0, device=None, max_train_images=None):
+    """Train on the training split of `data` (data.name) in `root`, test on its test split,
+    save to `out`; returns the info dict.
 
     Deterministic on a CPU for a given machine and torch version: seeded weights, a seeded
     data order and augmentation (random horizontal flips), Adam with a one-cycle schedule.
@@ -81,8 +82,8 @@ def train_featnet(cfg_data, out, epochs=3, batch_size=128, lr=2e-3, width=32, se
     device = resolve_device(device)
     out = Path(out)
     check_writable(out.parent, "--out")  # before an epoch of training, not after
-    images, labels = load_dataset(cfg_data, "train")
-    test_images, test_labels = load_dataset(cfg_data, "test")
+    images, labels = load_dataset(data, root, image_size, "train")
+    test_images, test_labels = load_dataset(data, root, image_size, "test")
     if labels is None or test_labels is None:
         raise FileNotFoundError("featnet needs class labels for the train and test splits "
                                 "(for Fashion-MNIST: the *-labels-idx1-ubyte.gz files)")
@@ -113,7 +114,7 @@ def train_featnet(cfg_data, out, epochs=3, batch_size=128, lr=2e-3, width=32, se
             schedule.step()
     network = network.cpu()
     state_dict = network.state_dict()
-    info = {"data": data_label(cfg_data), "image_shape": list(images.shape[1:]),
+    info = {"data": data_label(data, root), "image_shape": list(images.shape[1:]),
             "test_accuracy": accuracy(network, test_images.cpu(), test_labels.cpu()),
             "num_train_images": len(images), "num_test_images": len(test_images),
             "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,

@@ -10,9 +10,9 @@ from .methods.common import ema_weights
 
 def ema_network(state, device="cpu"):
     """(network with the EMA weights, method class) of a loaded checkpoint."""
-    cfg = state["config"]
-    method = get_method(cfg["method"])
-    network = method.build_network(cfg, state["image_shape"])
+    settings = state["config"]
+    method = get_method(settings.method)
+    network = method.build_network(settings, state["image_shape"])
     network.load_state_dict(ema_weights(state["method"]["ema"]))
     return network.to(device).eval().requires_grad_(False), method
 
@@ -36,21 +36,21 @@ class CallCounter:
 
 
 @torch.no_grad()
-def sample_images(network, method, cfg, image_shape, num, rng, batch_size=256, steps=None,
-                  sampler=None, progress=None):
-    """`num` images in [-1, 1], shape [num, C, H, W], on the CPU, drawn in batches.
+def sample_images(network, sampler, image_shape, num, rng, batch_size=256, progress=None):
+    """`num` images in [-1, 1], shape [num, C, H, W], on the CPU, drawn in batches by `sampler`
+    (a method's Sampler) from noise drawn with `rng`.
 
     progress: a description, to show a progress bar over the network calls.
     """
     batches = range(0, num, batch_size)
-    bar = tqdm(total=len(batches) * method.network_calls(cfg, steps, sampler), unit="call",
+    bar = tqdm(total=len(batches) * sampler.network_calls, unit="call",
                desc=progress, leave=False, disable=progress is None)
     images = []
     with bar:
         for start in batches:
-            count = min(batch_size, num - start)
-            images.append(method.sample_with(CallCounter(network, bar), cfg, image_shape, count, rng,
-                                             steps=steps, sampler=sampler).float().cpu())
+            x_T = torch.randn(min(batch_size, num - start), *image_shape, device=rng.device,
+                              generator=rng)
+            images.append(sampler.sample(CallCounter(network, bar), x_T, rng).float().cpu())
     return torch.cat(images)
 
 
@@ -64,5 +64,5 @@ def generate(path, num, seed=0, batch_size=256, device=None, steps=None, sampler
     device = resolve_device(device)
     network, method, state = load_ema_network(path, device)
     rng = torch.Generator(device).manual_seed(seed)
-    return sample_images(network, method, state["config"], state["image_shape"], num, rng,
-                         batch_size, steps, sampler, progress=f"sampling {num}")
+    return sample_images(network, method.sampler(state["config"], steps, sampler, device),
+                         state["image_shape"], num, rng, batch_size, progress=f"sampling {num}")

@@ -23,7 +23,7 @@ ADAM_MOMENTS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
 
 def resolve(speed_cfg, device):
-    """The config's speed section with each null switch decided for `device`."""
+    """The speed settings ({key: value}) with each null switch decided for `device`."""
     for name in SWITCHES:
         if speed_cfg[name] not in (None, True, False):
             raise ValueError(f"speed.{name} must be true, false or null (on with a GPU), "

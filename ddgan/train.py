@@ -28,14 +28,15 @@ from tqdm import tqdm
 from . import checkpoint
 from .config import config_differences, dump_config, load_saved_config
 from .data import DataError, ImageBatches, load_images, uses_flip
-from .evaluate import (PERIODIC_COLUMNS, append_csv, check_extractor_data, periodic_fd, periodic_nfe,
-                       read_csv_rows, reference_name)
+from .evaluate import (PERIODIC_COLUMNS, append_csv, check_extractor_data, periodic_fd,
+                       preview_sampler, read_csv_rows, reference_name)
 from .files import check_free_space, check_writable, remove_partial
 from .generate import sample_images
 from .interrupt import StopRequests, TrainingInterrupted
 from .methods import method_class, unused_sections
 from .metrics import resolve_extractor
 from .runlock import RunLock
+from .settings import to_dict, updated
 from .speed import SWITCHES, launch_device, resolve_mixed_precision, set_backend_flags
 
 # Keys that may change between a run and its resumption (the speed switches and bf16 change results
@@ -94,33 +95,33 @@ class Run:
         return self.config.exists() or self.last.exists()
 
 
-def _check_train_settings(cfg):
-    t_cfg = cfg["train"]
-    if cfg["optim"]["grad_clip"] < 0:
-        raise ValueError(f"optim.grad_clip must be >= 0 (0 = no clipping), got {cfg['optim']['grad_clip']}")
+def _check_train_settings(settings):
+    if settings.optim.grad_clip < 0:
+        raise ValueError(f"optim.grad_clip must be >= 0 (0 = no clipping), got {settings.optim.grad_clip}")
     for key in ("batch_size", "max_steps", "log_every", "sample_every", "ckpt_every", "num_grid"):
-        if t_cfg[key] < 1:
-            raise ValueError(f"train.{key} must be >= 1, got {t_cfg[key]}")
-    if t_cfg["keep_every"] < 0:
-        raise ValueError(f"train.keep_every must be >= 0 (0 = keep none), got {t_cfg['keep_every']}")
-    steps = cfg["eval"]["steps"]
+        value = getattr(settings.train, key)
+        if value < 1:
+            raise ValueError(f"train.{key} must be >= 1, got {value}")
+    if settings.train.keep_every < 0:
+        raise ValueError(f"train.keep_every must be >= 0 (0 = keep none), got {settings.train.keep_every}")
+    steps = settings.eval.steps
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
         raise ValueError(f"eval.steps must be a positive integer (DDPM's K, EDM's N) or null, got {steps!r}")
-    resolve_mixed_precision(t_cfg["mixed_precision"], "cpu")  # checks the value
+    resolve_mixed_precision(settings.train.mixed_precision, "cpu")  # checks the value
 
 
-def _periodic_extractor(cfg):
+def _periodic_extractor(settings):
     """The feature network of the periodic evaluation, or None when it is off."""
-    e = cfg["eval"]
-    if e["every_images"] < 0 or e["num_samples"] < 2:
+    e = settings.eval
+    if e.every_images < 0 or e.num_samples < 2:
         raise ValueError("eval.every_images must be >= 0 (0 = off) and eval.num_samples >= 2")
-    if not e["every_images"]:
+    if not e.every_images:
         return None
-    if not e["extractor"]:
+    if not e.extractor:
         raise ValueError("eval.every_images needs eval.extractor: featnet:PATH (offline; train "
                          "one with `ddgan featnet`) or inception")
-    extractor = resolve_extractor(e["extractor"])
-    check_extractor_data(extractor, cfg["data"], cfg["train"]["out_dir"])
+    extractor = resolve_extractor(e.extractor)
+    check_extractor_data(extractor, settings.data, settings.train.out_dir)
     return extractor
 
 
@@ -159,43 +160,43 @@ def _load_source(run, source, resume_from):
         raise checkpoint.CheckpointError(f"{flag}: {err}. {_fallback(run)}") from None
 
 
-def _differences(saved, cfg, ignored_sections=()):
+def _differences(saved, settings, ignored_sections=()):
     """The keys that differ and matter: sections the method does not use (another method's)
     may differ, so a baseline saved before a DDGAN key was added still resumes."""
-    return [f"{key} ({_value(saved, key)!r} there, {_value(cfg, key)!r} here)"
-            for key in config_differences(saved, cfg)
+    return [f"{key} ({_value(saved, key)!r} there, {_value(settings, key)!r} here)"
+            for key in config_differences(saved, settings)
             if key not in RESUMABLE_CHANGES and key.split(".")[0] not in ignored_sections]
 
 
-def _value(cfg, dotted):
+def _value(settings, dotted):
     for key in dotted.split("."):
-        cfg = cfg.get(key) if isinstance(cfg, dict) else None
-    return cfg
+        settings = getattr(settings, key, None)
+    return settings
 
 
-def _check_resume(cfg, run, state, source, resume_from, ignored_sections):
+def _check_resume(settings, run, state, source, resume_from, ignored_sections):
     """The config agrees with the run's config.yaml and, when that is absent or the checkpoint
     comes from --resume-from, with the config the checkpoint was saved with."""
     records = [(run.config, load_saved_config(run.config))] if run.config.exists() else []
     if resume_from is not None or not records:
         records.append((source, state["config"]))
     for where, saved in records:
-        changed = _differences(saved, cfg, ignored_sections)
+        changed = _differences(saved, settings, ignored_sections)
         if changed:
             raise ValueError(f"--resume: the config differs from {where} at {', '.join(changed)}; "
                              f"resume with the run's settings or start a new train.out_dir")
-        if cfg["optim"]["cosine_decay"] and saved["train"]["max_steps"] != cfg["train"]["max_steps"]:
+        if settings.optim.cosine_decay and saved.train.max_steps != settings.train.max_steps:
             raise ValueError("--resume: train.max_steps cannot change when optim.cosine_decay "
                              "is on (the schedule depends on it)")
     return records[0][1]
 
 
-def _check_same_data(state, images, cfg_data):
+def _check_same_data(state, images, data):
     shape, count = tuple(state["image_shape"]), state.get("num_images")  # older runs: no count
     if tuple(images.shape[1:]) != shape or count not in (None, len(images)):
         trained = f"{count:,} images" if count else "images"
         raise DataError(f"--resume: the run trained on {trained} of shape {shape}, but the data "
-                        f"({cfg_data['name']}, data.root={cfg_data['root']}) has {len(images):,} of "
+                        f"({data.name}, data.root={data.root}) has {len(images):,} of "
                         f"shape {tuple(images.shape[1:])}; resume with the run's data")
 
 
@@ -232,36 +233,36 @@ def _stop_signal(accelerator, stop):
     return int(accelerator.reduce(signum, reduction="max").item())
 
 
-def train(cfg, resume=False, stop_at=None, resume_from=None):
-    """Train the method of `cfg`; returns the run directory.
+def train(settings, resume=False, stop_at=None, resume_from=None):
+    """Train the method of `settings`; returns the run directory.
 
     stop_at: leave after this many steps with a checkpoint, as a time-limited job
     would (continue later with resume=True).
     resume_from: a checkpoint file to resume the run in train.out_dir from, in place of its
     checkpoints/last.pt (implies resume).
     """
-    t_cfg = cfg["train"]
-    _check_train_settings(cfg)
+    _check_train_settings(settings)
     if stop_at is not None and stop_at < 1:
         raise ValueError(f"--stop-at must be a step >= 1, got {stop_at}")
-    method_cls = method_class(cfg)
-    extractor = _periodic_extractor(cfg)
-    run = Run(t_cfg["out_dir"])
+    method_cls = method_class(settings)
+    extractor = _periodic_extractor(settings)
+    run = Run(settings.train.out_dir)
     resume = resume or resume_from is not None
     source = Path(resume_from) if resume_from is not None else run.last
     if resume:
         _check_source(run, source, resume_from)
-    images = load_images(cfg["data"])  # before the run folder is touched: bad data leaves nothing
+    data = settings.data
+    images = load_images(data.name, data.root, data.image_size)  # before the run folder is touched: bad data leaves nothing
 
     accelerator = Accelerator(mixed_precision=resolve_mixed_precision(
-        t_cfg["mixed_precision"], launch_device()))
+        settings.train.mixed_precision, launch_device()))
     main = accelerator.is_main_process
-    set_seed(t_cfg["seed"], device_specific=True)
-    if cfg["data"]["on_device"]:
+    set_seed(settings.train.seed, device_specific=True)
+    if settings.data.on_device:
         images = images.to(accelerator.device)
-    batches = ImageBatches(images, t_cfg["batch_size"], t_cfg["seed"],
-                           rank=accelerator.process_index, random_flip=uses_flip(cfg["data"]))
-    method = method_cls(cfg, images.shape[1:], accelerator)
+    batches = ImageBatches(images, settings.train.batch_size, settings.train.seed,
+                           rank=accelerator.process_index, random_flip=uses_flip(data.name, data.random_flip))
+    method = method_cls(settings, images.shape[1:], accelerator)
     set_backend_flags(method.speed)  # process-wide; before the first step
     lock = RunLock(run.dir)
 
@@ -274,12 +275,12 @@ def train(cfg, resume=False, stop_at=None, resume_from=None):
                        for name in remove_partial(folder)]
             if removed:
                 print(f"removed {len(removed)} partial file(s) of an interrupted save in {run.dir}")
-        state, record = None, cfg
+        state, record = None, settings
         if resume:
             state = _load_source(run, source, resume_from)
-            record = _check_resume(cfg, run, state, source, resume_from,
+            record = _check_resume(settings, run, state, source, resume_from,
                                    unused_sections(method_cls))
-            _check_same_data(state, images, cfg["data"])
+            _check_same_data(state, images, settings.data)
             if stop_at is not None and stop_at <= state["step"]:
                 raise ValueError(f"--stop-at {stop_at}: the run is already at step {state['step']}; "
                                  f"give a later step")
@@ -292,7 +293,7 @@ def train(cfg, resume=False, stop_at=None, resume_from=None):
                                   f"or set train.out_dir to a new folder")
         if main:
             # A save writes last.pt beside the previous one (and, when keeping, step_N.pt too).
-            keeping = t_cfg["keep_every"] > 0
+            keeping = settings.train.keep_every > 0
             check_free_space(run.dir, (1 + keeping) * _checkpoint_bytes(method, source if resume else None),
                              "a save of this run (last.pt, written beside the previous one"
                              + (", and a kept step_N.pt)" if keeping else ")"))
@@ -313,35 +314,34 @@ def train(cfg, resume=False, stop_at=None, resume_from=None):
             checkpoint.set_rng_state(state["rng"][accelerator.process_index])
             start, train_seconds = state["step"], state.get("train_seconds", 0.0)
         if main and (not resume or not run.config.exists()
-                     or Path(record["train"]["out_dir"]).resolve() != run.dir.resolve()):
+                     or Path(record.train.out_dir).resolve() != run.dir.resolve()):
             # A new run, or one moved or copied since: config.yaml names where it is now.
-            dump_config({**record, "train": {**record["train"], "out_dir": t_cfg["out_dir"]}},
-                        run.config)
+            dump_config(updated(record, {"train": {"out_dir": settings.train.out_dir}}), run.config)
         if main:
-            print(f"{'resuming' if resume else 'training'} {cfg['method']} in {run.dir} at step "
-                  f"{start} of {t_cfg['max_steps']}", flush=True)
+            print(f"{'resuming' if resume else 'training'} {settings.method} in {run.dir} at step "
+                  f"{start} of {settings.train.max_steps}", flush=True)
 
         def save(step):
             method_state = method.state_dict()
             if not _all_finite(method_state):
                 raise NonFiniteLossError(f"non-finite weights at step {step}; training stopped and "
                                          f"{run.last} (step {last_good}) was kept")
-            state = {"step": step, "config": cfg, "image_shape": tuple(images.shape[1:]),
+            state = {"step": step, "config": to_dict(settings), "image_shape": tuple(images.shape[1:]),
                      "num_images": len(images),
                      "images_seen": step * images_per_step, "train_seconds": train_seconds,
                      "speed": {**method.speed, "mixed_precision": accelerator.mixed_precision},  # as resolved here
                      "method": method_state, "data": batches.state_dict(),
                      "rng": gather_object([checkpoint.rng_state()])}
             if main:
-                keep = t_cfg["keep_every"] and step % t_cfg["keep_every"] == 0
+                keep = settings.train.keep_every and step % settings.train.keep_every == 0
                 checkpoint.save_run_checkpoint(
                     state, run.last, run.checkpoints / checkpoint.kept_name(step) if keep else None)
 
         writer = SummaryWriter(run.tensorboard) if main else None
         if writer is not None:
             cleanup.callback(writer.close)
-        max_steps = t_cfg["max_steps"] if stop_at is None else min(stop_at, t_cfg["max_steps"])
-        images_per_step = t_cfg["batch_size"] * method.batches_per_step * accelerator.num_processes
+        max_steps = settings.train.max_steps if stop_at is None else min(stop_at, settings.train.max_steps)
+        images_per_step = settings.train.batch_size * method.batches_per_step * accelerator.num_processes
         nonfinite = torch.zeros((), dtype=torch.bool, device=accelerator.device)
         last_good = start
         clock, clock_step = time.perf_counter(), start
@@ -356,22 +356,21 @@ def train(cfg, resume=False, stop_at=None, resume_from=None):
                     f"non-finite loss by step {step} ({values}); training stopped. {kept}. Try lower "
                     f"learning rates, a larger divergence.r1_gamma, or train.mixed_precision='\"no\"'.")
 
-        progress = tqdm(range(start, max_steps), initial=start, total=t_cfg["max_steps"],
-                        disable=not main, desc=f"{cfg['method']} {run.dir.name}", unit="step")
-        e_cfg = cfg["eval"]
-        grid_nfe = periodic_nfe(method_cls, cfg)  # the grids' and the periodic evaluation's
+        progress = tqdm(range(start, max_steps), initial=start, total=settings.train.max_steps,
+                        disable=not main, desc=f"{settings.method} {run.dir.name}", unit="step")
+        preview = preview_sampler(method_cls, settings, accelerator.device)  # the grids' and the periodic evaluation's
         reference = images.cpu() if extractor and main else None
         diagnostic_batch = batches.fixed(min(DIAGNOSTIC_IMAGES, len(images))).to(accelerator.device)
         reference_cache_name = reference_name(reference) if reference is not None else None
 
         def evaluate_now(done):  # each time the images seen cross a multiple of eval.every_images
-            every = e_cfg["every_images"]
+            every = settings.eval.every_images
             return done * images_per_step // every > (done - 1) * images_per_step // every
 
         for step in progress:
             tick = time.perf_counter()
             done = step + 1
-            log_now = done % t_cfg["log_every"] == 0
+            log_now = done % settings.train.log_every == 0
             stats = method.train_step(batches, step, with_grad_norms=log_now)
             for name in WATCHED:
                 if name in stats:
@@ -393,30 +392,29 @@ def train(cfg, resume=False, stop_at=None, resume_from=None):
             if main and log_now:
                 for name, value in method.diagnostics(diagnostic_batch).items():
                     writer.add_scalar(f"diagnostics/{name}", value, done)
-            if main and (done % t_cfg["sample_every"] == 0 or done == max_steps):
-                grid = sample_images(method.ema.module.eval(), method_cls, cfg, images.shape[1:],
-                                     t_cfg["num_grid"],
-                                     torch.Generator(accelerator.device).manual_seed(t_cfg["seed"]),
-                                     steps=method_cls.preview_steps(cfg),
-                                     progress=f"grid, {grid_nfe} calls per image")
-                grid = make_grid(grid, nrow=int(t_cfg["num_grid"] ** 0.5),
+            if main and (done % settings.train.sample_every == 0 or done == max_steps):
+                grid = sample_images(method.ema.module.eval(), preview, images.shape[1:],
+                                     settings.train.num_grid,
+                                     torch.Generator(accelerator.device).manual_seed(settings.train.seed),
+                                     progress=f"grid, {preview.network_calls} calls per image")
+                grid = make_grid(grid, nrow=int(settings.train.num_grid ** 0.5),
                                  normalize=True, value_range=(-1, 1))
                 run.samples.mkdir(parents=True, exist_ok=True)
                 save_image(grid, run.samples / f"step_{done:07d}.png")
                 writer.add_image("samples", grid, done)
             if main and extractor and evaluate_now(done):
-                fd = periodic_fd(method.ema.module.eval(), method_cls, cfg, images.shape[1:],
-                                 reference, extractor, e_cfg["num_samples"], t_cfg["seed"],
-                                 e_cfg["batch_size"], reference_cache_name)
+                fd = periodic_fd(method.ema.module.eval(), preview, images.shape[1:],
+                                 reference, extractor, settings.eval.num_samples, settings.train.seed,
+                                 settings.eval.batch_size, reference_cache_name)
                 append_csv(run.dir / "eval.csv", PERIODIC_COLUMNS, [{
                     "step": done, "images_seen": done * images_per_step,
                     "train_seconds": round(train_seconds, 2), "metric_name": extractor.metric_name,
-                    "fd": fd, "n_samples": e_cfg["num_samples"], "nfe": grid_nfe,
+                    "fd": fd, "n_samples": settings.eval.num_samples, "nfe": preview.network_calls,
                     "extractor": extractor.label,
                     "extractor_hash": extractor.hash}])
                 writer.add_scalar(f"eval/{extractor.metric_name}", fd, done)
             stop_signal = _stop_signal(accelerator, stop)
-            if done % t_cfg["ckpt_every"] == 0 or done == max_steps or stop_signal:
+            if done % settings.train.ckpt_every == 0 or done == max_steps or stop_signal:
                 check_finite(done, stats)
                 save(done)
                 last_good = done

@@ -32,14 +32,14 @@ def main():
     parser.add_argument("--out", default=None, help="JSON file for the table")
     args = parser.parse_args()
 
-    cfg = load_config(args.config, args.overrides)
+    settings = load_config(args.config, args.overrides)
     device = "cpu" if args.cpu or not torch.cuda.is_available() else "cuda"
     accelerator = Accelerator(cpu=device == "cpu",
-                              mixed_precision=resolve_mixed_precision(cfg["train"]["mixed_precision"], device))
-    shape = image_shape(cfg)
-    method = method_class(cfg)(cfg, shape, accelerator)
+                              mixed_precision=resolve_mixed_precision(settings.train.mixed_precision, device))
+    shape = image_shape(settings.data)
+    method = method_class(settings)(settings, shape, accelerator)
     set_backend_flags(method.speed)
-    batches, step = RandomBatches(cfg["train"]["batch_size"], shape, accelerator.device), count()
+    batches, step = RandomBatches(settings.train.batch_size, shape, accelerator.device), count()
     for _ in range(args.warmup):
         method.train_step(batches, next(step))
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])

@@ -22,14 +22,14 @@ from ddgan.train import Run, train
 from divergences import DIVERGENCES
 
 
-def train_once(cfg):
-    """Train cfg's run to train.max_steps: start it, resume it, or leave it if finished."""
-    run = Run(cfg["train"]["out_dir"])
+def train_once(settings):
+    """Train the settings' run to train.max_steps: start it, resume it, or leave it if finished."""
+    run = Run(settings.train.out_dir)
     if run.last.exists():
-        if checkpoint.load(run.last)["step"] >= cfg["train"]["max_steps"]:
+        if checkpoint.load(run.last)["step"] >= settings.train.max_steps:
             return run.dir
-        return train(cfg, resume=True)
-    return train(cfg)
+        return train(settings, resume=True)
+    return train(settings)
 
 
 def main():
@@ -59,16 +59,16 @@ def main():
     for divergence in args.divergences:
         for t in args.steps:
             name = f"ddgan_{divergence}_T{t}"
-            cfg = load_shared_config(config_dir / f"ddgan_{divergence.replace('-', '_')}.yaml",
-                                     [f"ddgan.denoising_steps={t}", *common, f"train.out_dir={out / name}"])
-            runs.append(train_once(cfg))
+            settings = load_shared_config(config_dir / f"ddgan_{divergence.replace('-', '_')}.yaml",
+                                          [f"ddgan.denoising_steps={t}", *common, f"train.out_dir={out / name}"])
+            runs.append(train_once(settings))
     for baseline in args.baselines:
-        cfg = load_shared_config(config_dir / f"{baseline}.yaml", [*common, f"train.out_dir={out / baseline}"])
-        runs.append(train_once(cfg))
+        settings = load_shared_config(config_dir / f"{baseline}.yaml", [*common, f"train.out_dir={out / baseline}"])
+        runs.append(train_once(settings))
 
     featnet = Path(args.featnet)
     if not featnet.exists():
-        info = train_featnet(cfg["data"], featnet, epochs=args.featnet_epochs)
+        info = train_featnet(featnet, settings.data.name, settings.data.root, epochs=args.featnet_epochs)
         print(f"featnet {info['hash']}: test accuracy {info['test_accuracy']:.4f}")
     rows = evaluate_runs(runs, f"featnet:{featnet}", steps=sorted(set(args.steps) | set(args.baseline_steps)),
                          num_samples=args.num_samples, metrics=args.metrics.split(","),

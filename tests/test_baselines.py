@@ -6,6 +6,7 @@ from ddgan.config import load_config
 from ddgan.generate import generate
 from ddgan.methods import load_shared_config
 from ddgan.networks.precond import edm_coefficients
+from ddgan.settings import updated
 from ddgan.train import train
 
 from .conftest import REPO
@@ -96,8 +97,8 @@ def test_ddpm_clips_x0_as_configured_and_the_progress_bar_counts_every_call(monk
     real_tqdm = generate_module.tqdm
     monkeypatch.setattr(generate_module, "tqdm", lambda **kw: bars.append(kw["total"]) or real_tqdm(**kw))
     for clip in (True, False):
-        cfg["ddpm"]["clip_x0"] = clip
-        images = sample_images(far_out, DDPM, cfg, (1, 4, 4), 5, torch.Generator().manual_seed(0),
-                               batch_size=2, steps=3, progress="test")
+        sampler = DDPM.sampler(updated(cfg, {"ddpm": {"clip_x0": clip}}), 3)
+        images = sample_images(far_out, sampler, (1, 4, 4), 5, torch.Generator().manual_seed(0),
+                               batch_size=2, progress="test")
         assert (images.abs().max() <= 1) == clip
     assert calls == [2, 2, 2, 2, 2, 2, 1, 1, 1] * 2 and bars == [9, 9]  # 3 batches x 3 calls

@@ -4,6 +4,7 @@ import re
 import pytest
 
 from ddgan.config import DEFAULTS, ConfigError, config_differences, load_config
+from ddgan.settings import to_dict
 
 from .conftest import REPO
 
@@ -13,8 +14,8 @@ CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(REPO)))
 def test_every_shipped_config_loads(path):
     cfg = load_config(path)
-    assert cfg["data"]["name"] in ("fmnist", "cifar10", "imagefolder")
-    assert 1 <= cfg["ddgan"]["denoising_steps"] <= 10
+    assert cfg.data.name in ("fmnist", "cifar10", "imagefolder")
+    assert 1 <= cfg.ddgan.denoising_steps <= 10
 
 
 def test_required_configs_exist():
@@ -29,12 +30,12 @@ def test_dotted_overrides_are_parsed_as_yaml():
                       ["train.max_steps=200", "ddgan.denoising_steps=2", "divergence.name=tv",
                        "optim.betas=[0.0, 0.99]", "data.root=/x", "optim.lr=1e-3",
                        "divergence.options={generator_loss: saddle}"])
-    assert cfg["train"]["max_steps"] == 200
-    assert cfg["ddgan"]["denoising_steps"] == 2
-    assert cfg["divergence"]["name"] == "tv"
-    assert cfg["optim"]["betas"] == [0.0, 0.99]
-    assert cfg["optim"]["lr"] == 1e-3
-    assert cfg["divergence"]["options"] == {"generator_loss": "saddle"}
+    assert cfg.train.max_steps == 200
+    assert cfg.ddgan.denoising_steps == 2
+    assert cfg.divergence.name == "tv"
+    assert cfg.optim.betas == (0.0, 0.99)  # lists are tuples in the settings
+    assert cfg.optim.lr == 1e-3
+    assert cfg.divergence.options == {"generator_loss": "saddle"}
 
 
 @pytest.mark.parametrize("override,named", [
@@ -92,8 +93,32 @@ def test_a_renamed_key_is_refused_with_its_new_name(tmp_path):
 
     from ddgan import checkpoint
 
-    saved = load_config(REPO / "configs/tiny.yaml")
+    saved = to_dict(load_config(REPO / "configs/tiny.yaml"))
     saved["generator"] = saved.pop("backbone")  # a run saved by 0.1
     torch.save({"config": saved, "method": {}, "step": 1}, tmp_path / "last.pt")
     with pytest.raises(ConfigError, match="last.pt: config key 'generator' was renamed 'backbone'"):
         checkpoint.load(tmp_path / "last.pt")
+
+
+def test_settings_are_typed_frozen_and_save_as_the_merged_config(tmp_path):
+    """resolve() gives one frozen dataclass per section, typed from the defaults; to_dict gives
+    back the checked dict a run saves; updated() re-checks what it changes."""
+    import dataclasses
+
+    from ddgan.config import dump_config, load_saved_config
+    from ddgan.settings import updated
+
+    settings = load_config(REPO / "configs/tiny.yaml", ["optim.lr=1e-3"])
+    assert settings.optim.lr == 1e-3 and settings.backbone.channel_mult == (1, 2)
+    types = {f.name: f.type for f in dataclasses.fields(settings.train)}
+    assert types["batch_size"] is int and types["mixed_precision"] is str
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.optim.lr = 1.0
+    dump_config(settings, tmp_path / "config.yaml")
+    assert load_saved_config(tmp_path / "config.yaml") == settings
+    assert to_dict(settings)["backbone"]["channel_mult"] == [1, 2]
+    assert updated(settings, {"ddgan": {"denoising_steps": 3}}).ddgan.denoising_steps == 3
+    with pytest.raises(ConfigError, match="'ddgan.denoising_steps' expects int"):
+        updated(settings, {"ddgan": {"denoising_steps": "3"}})
+    with pytest.raises(ConfigError, match="unknown config key 'ddgan.steps'"):
+        updated(settings, {"ddgan": {"steps": 3}})

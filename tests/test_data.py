@@ -13,13 +13,12 @@ from .conftest import write_fake_fmnist
 
 
 def cfg(name, root=None, image_size=None):
-    return {"name": name, "root": str(root) if root else None, "image_size": image_size,
-            "random_flip": None, "on_device": False}
+    return {"name": name, "root": str(root) if root else None, "image_size": image_size}
 
 
 def test_fmnist_from_data_root(fake_fmnist, monkeypatch):
     monkeypatch.delenv("DDGAN_DATA", raising=False)
-    images = load_images(cfg("fmnist", fake_fmnist))
+    images = load_images(**cfg("fmnist", fake_fmnist))
     assert images.shape == (256, 1, 28, 28) and images.dtype == torch.uint8
 
 
@@ -29,11 +28,11 @@ def test_fmnist_from_env_var_and_uncompressed_files(tmp_path, monkeypatch):
     (gz.parent / "train-images-idx3-ubyte").write_bytes(gzip.decompress(gz.read_bytes()))
     gz.unlink()
     monkeypatch.setenv("DDGAN_DATA", str(root))
-    assert load_images(cfg("fmnist")).shape == (10, 1, 28, 28)
+    assert load_images(**cfg("fmnist")).shape == (10, 1, 28, 28)
 
 
 def test_real_fmnist(real_data_root):
-    images = load_images(cfg("fmnist", real_data_root))
+    images = load_images(**cfg("fmnist", real_data_root))
     assert images.shape == (60000, 1, 28, 28)
     assert 60 < images.float().mean() < 80  # Fashion-MNIST's mean pixel is about 72.9
 
@@ -41,7 +40,7 @@ def test_real_fmnist(real_data_root):
 def test_missing_fmnist_names_the_files(tmp_path, monkeypatch):
     monkeypatch.delenv("DDGAN_DATA", raising=False)
     with pytest.raises(DataNotFoundError) as err:
-        load_images(cfg("fmnist", tmp_path))
+        load_images(**cfg("fmnist", tmp_path))
     message = str(err.value)
     assert "FashionMNIST/raw/train-images-idx3-ubyte.gz" in message
     assert "DDGAN_DATA" in message and "data.root" in message
@@ -59,7 +58,7 @@ def test_failed_download_says_how_to_provide_the_data(tmp_path, monkeypatch):
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
     for name, expected in (("fmnist", "train-images-idx3-ubyte"), ("cifar10", "data_batch_1")):
         with pytest.raises(DataNotFoundError) as err:
-            load_images(cfg(name))
+            load_images(**cfg(name))
         assert "download failed" in str(err.value) and expected in str(err.value)
 
 
@@ -81,14 +80,14 @@ def test_cifar10_through_torchvision_with_a_stand_in(tmp_path, monkeypatch):
 
     write_fake_cifar10(tmp_path)
     monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *args: True)
-    images = load_images(cfg("cifar10", tmp_path))
+    images = load_images(**cfg("cifar10", tmp_path))
     assert images.shape == (20, 3, 32, 32) and images.dtype == torch.uint8
 
 
 def test_missing_cifar10_names_the_files(tmp_path, monkeypatch):
     monkeypatch.delenv("DDGAN_DATA", raising=False)
     with pytest.raises(DataNotFoundError, match="cifar-10-batches-py/ with data_batch_1"):
-        load_images(cfg("cifar10", tmp_path))
+        load_images(**cfg("cifar10", tmp_path))
 
 
 def test_imagefolder_relative_to_env_var(tmp_path, monkeypatch):
@@ -100,16 +99,16 @@ def test_imagefolder_relative_to_env_var(tmp_path, monkeypatch):
             Image.fromarray(np.full((32, 32, 3), 40 * i, np.uint8)).save(
                 tmp_path / "jpegs" / "train" / label / f"{i}.jpg")
     monkeypatch.setenv("DDGAN_DATA", str(tmp_path))
-    images = load_images(cfg("imagefolder", "jpegs/train"))
+    images = load_images(**cfg("imagefolder", "jpegs/train"))
     assert images.shape == (6, 3, 32, 32)
-    assert load_images(cfg("imagefolder", "jpegs/train", image_size=16)).shape == (6, 3, 16, 16)
+    assert load_images(**cfg("imagefolder", "jpegs/train", image_size=16)).shape == (6, 3, 16, 16)
     with pytest.raises(DataNotFoundError, match="class folders"):
-        load_images(cfg("imagefolder", "nowhere"))
+        load_images(**cfg("imagefolder", "nowhere"))
 
 
 def test_unknown_dataset():
     with pytest.raises(ValueError, match="fmnist, cifar10, imagefolder"):
-        load_images(cfg("mnist"))
+        load_images(**cfg("mnist"))
 
 
 def test_batches_cover_each_epoch_and_resume_exactly():

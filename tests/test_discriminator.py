@@ -145,7 +145,7 @@ def test_the_logged_diagnostics_tell_a_trained_discriminator_from_chance(fake_fm
     cfg = load_config(REPO / "configs/tiny.yaml", small)
     torch.manual_seed(0)
     method = method_class(cfg)(cfg, (1, 28, 28), Accelerator(cpu=True))
-    batches = ImageBatches(load_images(cfg["data"]), 16, seed=0)
+    batches = ImageBatches(load_images(cfg.data.name, cfg.data.root), 16, seed=0)
     x0 = batches.fixed(64)
     state = torch.get_rng_state()
     fresh = method.diagnostics(x0)

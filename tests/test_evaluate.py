@@ -28,7 +28,7 @@ def fake_data(tmp_path_factory):
 
     root = write_fake_fmnist(tmp_path_factory.mktemp("data"))
     featnet = root.parent / "featnet.pt"
-    train_featnet({"name": "fmnist", "root": str(root), "image_size": None}, featnet, epochs=1,
+    train_featnet(featnet, "fmnist", str(root), epochs=1,
                   batch_size=32, device="cpu")
     return root, featnet
 

@@ -61,9 +61,10 @@ def test_network_calls_are_counted_as_stated(sampler, steps, calls):
     def network(x, z, label):
         made.append(label)
         return torch.zeros_like(x)
-    Flow.sample_with(network, cfg, (1, 4, 4), 2, torch.Generator().manual_seed(0), steps, sampler)
-    assert len(made) == calls == Flow.network_calls(cfg, steps, sampler)
-    assert float(made[0][0]) == cfg["flow"]["time_scale"]  # t = 1 first, as its label
+    flow_sampler = Flow.sampler(cfg, steps, sampler)
+    flow_sampler.sample(network, torch.randn(2, 1, 4, 4), torch.Generator().manual_seed(0))
+    assert len(made) == calls == flow_sampler.network_calls
+    assert float(made[0][0]) == cfg.flow.time_scale  # t = 1 first, as its label
 
 
 def test_the_loss_vanishes_at_the_exact_velocity_of_a_point_mass():
@@ -119,7 +120,7 @@ def test_train_sample_toy_and_eval_commands(fake_fmnist, tmp_path, capsys):
     main(["toy", "--method", "flow", "--steps", "4", "--iters", "10", "--out", str(tmp_path / "toy")])
     assert json.loads((tmp_path / "toy/metrics.json").read_text())["nfe"] == 4
     featnet = tmp_path / "featnet.pt"
-    train_featnet({"name": "fmnist", "root": str(fake_fmnist), "image_size": None}, featnet,
+    train_featnet(featnet, "fmnist", str(fake_fmnist),
                   epochs=1, batch_size=32, device="cpu")
     main(["eval", str(run), "--extractor", f"featnet:{featnet}", "--steps", "1", "4",
           "--samplers", "euler,heun", "--num-samples", "20", "--metrics", "fid",

@@ -13,6 +13,7 @@ from ddgan.evaluate import evaluate_runs, write_results
 from ddgan.featnet import train_featnet
 from ddgan.generate import generate
 from ddgan.methods import METHODS, get_method, method_class, overrides_for
+from ddgan.methods.base import Sampler
 from ddgan.methods.denoising import DenoisingMethod
 from ddgan.plot import plot_results
 from ddgan.toy import run_toy
@@ -31,8 +32,8 @@ class Restart(DenoisingMethod):
     steps_symbol = "L"
 
     @classmethod
-    def objective(cls, cfg):
-        levels = cfg["restart"]["levels"]
+    def objective(cls, settings):
+        levels = settings.restart.levels
 
         def loss(network, x0):
             s = torch.randint(1, levels + 1, (x0.shape[0],), device=x0.device) / levels
@@ -42,31 +43,28 @@ class Restart(DenoisingMethod):
         return loss
 
     @classmethod
-    def default_steps(cls, cfg):
-        return cfg["restart"]["levels"]
+    def default_steps(cls, settings):
+        return settings.restart.levels
 
     @staticmethod
-    def preview_steps(cfg):
-        return cfg["eval"]["steps"] or cfg["restart"]["levels"]
+    def preview_steps(settings):
+        return settings.eval.steps or settings.restart.levels
 
-    @staticmethod
-    def network_calls(cfg, steps=None, sampler=None):
-        return cfg["restart"]["levels"] if steps is None else steps
+    @classmethod
+    def sampler(cls, settings, steps=None, name=None, device="cpu"):
+        name, steps = cls.sampler_name(name), steps or settings.restart.levels
 
-    @staticmethod
-    def sample_with(network, cfg, image_shape, num, rng, steps=None, sampler=None):
-        steps = cfg["restart"]["levels"] if steps is None else steps
-        x = torch.randn(num, *image_shape, device=rng.device, generator=rng)
-        for i in range(steps, 0, -1):
-            s, s_next = i / steps, (i - 1) / steps
-            x0 = network(x, None, torch.full((num,), 1000 * s, device=x.device)).float()
-            if sampler == "implied":
-                noise = (x - (1 - s) * x0) / s
-            else:
-                noise = torch.randn(x.shape, device=x.device, generator=rng)
-            x = (1 - s_next) * x0 + s_next * noise
-        return x
-
+        def sample(network, x, rng):
+            for i in range(steps, 0, -1):
+                s, s_next = i / steps, (i - 1) / steps
+                x0 = network(x, None, torch.full((x.shape[0],), 1000 * s, device=x.device)).float()
+                if name == "implied":
+                    noise = (x - (1 - s) * x0) / s
+                else:
+                    noise = torch.randn(x.shape, device=x.device, generator=rng)
+                x = (1 - s_next) * x0 + s_next * noise
+            return x
+        return Sampler(name, steps, steps, sample)
 
 SMALL = ["backbone.base_channels=8", "backbone.channel_mult=[1, 2]", "backbone.num_res_blocks=1",
          "backbone.attn_resolutions=[]", "backbone.nz=0", "backbone.tanh_output=false",
@@ -83,7 +81,7 @@ def registered(monkeypatch):
 def test_a_method_defined_here_runs_every_command(registered, tmp_path):
     root = write_fake_fmnist(tmp_path / "data")
     featnet = tmp_path / "featnet.pt"
-    train_featnet({"name": "fmnist", "root": str(root), "image_size": None}, featnet, epochs=1,
+    train_featnet(featnet, "fmnist", str(root), epochs=1,
                   batch_size=32, device="cpu")
     config = tmp_path / "restart.yaml"
     config.write_text(yaml.safe_dump({"method": "restart", "data": {"name": "fmnist"},
@@ -91,7 +89,7 @@ def test_a_method_defined_here_runs_every_command(registered, tmp_path):
     overrides = SMALL + [f"data.root={root}", f"train.out_dir={tmp_path / 'run'}",
                          "train.max_steps=30", "eval.every_images=120", "eval.num_samples=16",
                          f"eval.extractor=featnet:{featnet}"]
-    assert load_config(config, overrides)["restart"]["levels"] == 4  # its section is a config section
+    assert load_config(config, overrides).restart.levels == 4  # its section is a config section
     run = train(load_config(config, overrides))
 
     images = generate(run / "checkpoints" / "last.pt", 6, steps=2, sampler="implied")
@@ -154,8 +152,8 @@ def test_every_method_warms_up_every_learning_rate(config):
     method = method_class(cfg)(cfg, (1, 28, 28), Accelerator(cpu=True))
     rates = [group["lr"] for optimizer in method.state.optimizers.values()
              for group in optimizer.param_groups]
-    o = cfg["optim"]
-    assert rates == pytest.approx([o["lr"] / 4, o["lr_discriminator"] / 4][:len(rates)])
-    assert len(rates) == (2 if cfg["method"] == "ddgan" else 1)
+    o = cfg.optim
+    assert rates == pytest.approx([o.lr / 4, o.lr_discriminator / 4][:len(rates)])
+    assert len(rates) == (2 if cfg.method == "ddgan" else 1)
     with pytest.raises(ValueError, match="choose one learning-rate schedule"):
         method_class(load_config(REPO / config, ["optim.warmup_steps=4", "optim.cosine_decay=true"]))

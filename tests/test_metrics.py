@@ -138,18 +138,17 @@ def test_quantise_and_grey_replication():
 
 def test_featnet_trains_saves_its_hash_and_serves_torch_fidelity(fake_fmnist, tmp_path):
     path = tmp_path / "featnet.pt"
-    info = train_featnet({"name": "fmnist", "root": str(fake_fmnist), "image_size": None}, path,
+    info = train_featnet(path, "fmnist", str(fake_fmnist),
                          epochs=2, batch_size=32, device="cpu")
     assert info["data"] == "Fashion-MNIST" and 0 <= info["test_accuracy"] <= 1
     network, loaded = load_featnet(path)
     assert loaded["hash"] == info["hash"] == weights_hash(network.state_dict())
-    again = train_featnet({"name": "fmnist", "root": str(fake_fmnist), "image_size": None},
-                          tmp_path / "again.pt", epochs=2, batch_size=32, device="cpu")
+    again = train_featnet(tmp_path / "again.pt", "fmnist", str(fake_fmnist), epochs=2, batch_size=32, device="cpu")
     assert again["hash"] == info["hash"], "featnet training is not deterministic"
 
     extractor = resolve_extractor(f"featnet:{path}")
     assert (extractor.metric_name, extractor.hash, extractor.data) == ("FD-cls", info["hash"], "Fashion-MNIST")
-    real, _ = load_dataset({"name": "fmnist", "root": str(fake_fmnist)})
+    real, _ = load_dataset("fmnist", str(fake_fmnist))
     generated = corrupt(real[:100], 30)
     fd = compute_metrics(generated, real, extractor, ("fid",), cache_root=tmp_path)["fd"]
     with torch.no_grad():
@@ -166,8 +165,7 @@ def test_featnet_trains_saves_its_hash_and_serves_torch_fidelity(fake_fmnist, tm
 
 def test_featnet_learns_real_fashion_mnist(real_data_root, tmp_path):
     """One epoch on 10,000 images already separates the classes (3 full epochs: 92.5%, README)."""
-    info = train_featnet({"name": "fmnist", "root": str(real_data_root), "image_size": None},
-                         tmp_path / "f.pt", epochs=1, device="cpu", max_train_images=10_000)
+    info = train_featnet(tmp_path / "f.pt", "fmnist", str(real_data_root), epochs=1, device="cpu", max_train_images=10_000)
     assert info["test_accuracy"] >= 0.78, info
 
 

@@ -208,7 +208,7 @@ def test_resume_finds_the_same_folder_however_written_and_a_moved_run(fake_fmnis
     assert checkpoint.load("copy/checkpoints/last.pt")["step"] == 6
     assert checkpoint.load("moved/checkpoints/last.pt")["step"] == 5
     from ddgan.config import load_saved_config
-    assert load_saved_config("copy/config.yaml")["train"]["out_dir"] == "copy"  # where it is now
+    assert load_saved_config("copy/config.yaml").train.out_dir == "copy"  # where it is now
 
 
 # --- checks before the first step -------------------------------------------------------------------
@@ -403,9 +403,9 @@ def test_damaged_or_inconsistent_data_is_named(tmp_path, monkeypatch):
                                                                             "its header announces 10 x 28 x 28")]:
         images.write_bytes(damaged)
         with pytest.raises(DataError, match=f"{images} {message}"):
-            load_images(cfg)
+            load_images(**cfg)
     with pytest.raises(DataNotFoundError) as missing:
-        load_images({**cfg, "root": str(tmp_path / "nowhere")})
+        load_images(**{**cfg, "root": str(tmp_path / "nowhere")})
     assert f"Expected {tmp_path / 'nowhere'}/FashionMNIST/raw/" in str(missing.value)
     assert "{root}" not in str(missing.value)
 
@@ -417,8 +417,8 @@ def test_damaged_or_inconsistent_data_is_named(tmp_path, monkeypatch):
     Image.fromarray(np.zeros((30, 32, 3), np.uint8)).save(folder / "b" / "odd.png")
     cfg = {"name": "imagefolder", "root": str(folder), "image_size": None}
     with pytest.raises(DataError, match="odd.png is 32x30 but .* set data.image_size=N"):
-        load_images(cfg)
-    assert load_images({**cfg, "image_size": 16}).shape == (5, 3, 16, 16)
+        load_images(**cfg)
+    assert load_images(**{**cfg, "image_size": 16}).shape == (5, 3, 16, 16)
     (folder / "b" / "odd.png").write_bytes(b"not an image")
     with pytest.raises(DataError, match="odd.png is not a readable image"):
-        load_images({**cfg, "image_size": 16})
+        load_images(**{**cfg, "image_size": 16})

@@ -33,7 +33,7 @@ def test_null_switches_are_on_with_a_gpu_and_off_elsewhere():
 
 def test_plain_mode_turns_every_switch_off_on_a_gpu():
     cfg = load_config(REPO / "configs/fmnist/ddgan_js.yaml", PLAIN_OVERRIDES)
-    assert not any(resolve(cfg["speed"], "cuda")[name] for name in SWITCHES)
+    assert not any(resolve(vars(cfg.speed), "cuda")[name] for name in SWITCHES)
 
 
 def test_unknown_compile_backend_is_an_error_listing_the_valid_ones():
@@ -158,8 +158,8 @@ def test_auto_mixed_precision_is_bf16_exactly_where_it_is_native(monkeypatch, de
     assert speed.resolve_mixed_precision("bf16", device) == "bf16"
     with pytest.raises(ValueError, match="train.mixed_precision must be auto, no or bf16"):
         speed.resolve_mixed_precision("fp16", device)
-    assert load_config(REPO / "configs/tiny.yaml", PLAIN_OVERRIDES)["train"]["mixed_precision"] == "no"
-    assert load_config(REPO / "configs/tiny.yaml")["train"]["mixed_precision"] == "auto"
+    assert load_config(REPO / "configs/tiny.yaml", PLAIN_OVERRIDES).train.mixed_precision == "no"
+    assert load_config(REPO / "configs/tiny.yaml").train.mixed_precision == "auto"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (scripts/gpu_check.sh runs it)")

@@ -75,7 +75,7 @@ def test_toy_baseline_commands_and_bad_input(tmp_path, capsys):
           "--out", str(tmp_path)])
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (printed["method"], printed["sampler"], printed["nfe"]) == ("edm", "euler", 3)
-    with pytest.raises(ValueError, match="DDPM samplers: ancestral, ddim"):
+    with pytest.raises(ValueError, match="ddpm samplers: ancestral, ddim"):
         run_toy(method="ddpm", sampler="heun", iters=1)
     with pytest.raises(ValueError, match=r"must lie in 1\.\.1000"):
         run_toy(method="ddpm", steps=2000, iters=1)

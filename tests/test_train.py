@@ -127,7 +127,7 @@ def test_a_run_saved_before_the_new_discriminator_layout_keeps_its_own(fake_fmni
     text = (run / "config.yaml").read_text()
     (run / "config.yaml").write_text("".join(line for line in text.splitlines(True)
                                              if line.strip().split(":")[0] not in keys))
-    assert checkpoint.load(run / "checkpoints/last.pt")["config"]["discriminator"]["downsample"] == "avgpool"
+    assert checkpoint.load(run / "checkpoints/last.pt")["config"].discriminator.downsample == "avgpool"
     with pytest.raises(ValueError, match="discriminator.downsample"):
         train(fast_config(fake_fmnist, run, "train.max_steps=4"), resume=True)
     train(fast_config(fake_fmnist, run, "train.max_steps=4", "train.ckpt_every=2", *earlier), resume=True)
@@ -173,7 +173,7 @@ def test_short_fashion_mnist_training_improves_and_samples(real_data_root, tmp_p
     torch.manual_seed(1)
     untrained = build_generator(cfg, (1, 28, 28)).eval()
     x_T = torch.randn(2000, 1, 28, 28)
-    before = ddgan_sampler(untrained, x_T, build_process(cfg), nz=cfg["backbone"]["nz"])
+    before = ddgan_sampler(untrained, x_T, build_process(cfg.ddgan), nz=cfg.backbone.nz)
     fd_before = frechet_distance(pooled_features(before), pooled_features(real))
     fd_after = frechet_distance(pooled_features(trained), pooled_features(real))
     assert fd_after < 0.5 * fd_before, (fd_before, fd_after)
@@ -266,8 +266,8 @@ def test_lazy_r1_applies_every_kth_step_with_the_same_average_weight():
 def test_paper_config_applies_the_authors_r1_strength():
     """DDGAN's code (--r1_gamma 0.02 --lazy_reg 15) adds gamma / 2 = 0.01 on every 15th D step,
     not 15 times that (StyleGAN2's rule, which the other configs use)."""
-    d = load_config(REPO / "configs/cifar10/ddgan_js.yaml")["divergence"]
-    weights = [lazy_r1_weight(d["r1_gamma"], d["r1_every"], step, d["r1_lazy_rule"]) for step in range(45)]
+    d = load_config(REPO / "configs/cifar10/ddgan_js.yaml").divergence
+    weights = [lazy_r1_weight(d.r1_gamma, d.r1_every, step, d.r1_lazy_rule) for step in range(45)]
     assert {step: w for step, w in enumerate(weights) if w} == {
         0: pytest.approx(0.01), 15: pytest.approx(0.01), 30: pytest.approx(0.01)}
     assert [lazy_r1_weight(0.2, 4, step, "ddgan") for step in range(4)] == [pytest.approx(0.1), 0, 0, 0]

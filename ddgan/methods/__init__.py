@@ -19,15 +19,15 @@ def get_method(name, what="method"):
     return METHODS[name]
 
 
-def method_class(cfg):
-    """The class of cfg's method, after checking cfg for it (so bad input fails before data loads):
-    a setting the method does not use is an error, as are the method's own bad settings."""
-    cls = get_method(cfg["method"])
-    unused = unused_settings(cls, cfg)
+def method_class(settings):
+    """The class of the settings' method, after checking them for it (so bad input fails before
+    data loads): a setting the method does not use is an error, as are its own bad settings."""
+    cls = get_method(settings.method)
+    unused = unused_settings(cls, settings)
     if unused:
         raise ValueError(f"method {cls.name} does not use {', '.join(unused)}: remove "
                          f"{'it' if len(unused) == 1 else 'them'} from the config and the overrides")
-    cls.check_config(cfg)
+    cls.check_config(settings)
     return cls
 
 
@@ -43,14 +43,14 @@ def uses(cls, dotted):
     return dotted.split(".")[0] not in unused_sections(cls) and dotted not in cls.unused_keys
 
 
-def unused_settings(cls, cfg):
-    """The keys cfg sets away from their defaults that method cls does not read, each with the
+def unused_settings(cls, settings):
+    """The keys `settings` set away from their defaults that method cls does not read, each with the
     method whose section it is."""
     from ..config import config_differences, defaults
 
     owners = {section: other.name for other in METHODS.values() for section in other.sections}
     return [f"{key} ({owners[key.split('.')[0]]}'s)" if key.split(".")[0] in owners else key
-            for key in config_differences(defaults(), cfg) if not uses(cls, key)]
+            for key in config_differences(defaults(), settings) if not uses(cls, key)]
 
 
 def overrides_for(cls, overrides):
@@ -64,4 +64,4 @@ def load_shared_config(path, overrides):
     the runs of several methods (a sweep's, a benchmark's --set) go to the runs that use them."""
     from ..config import load_config
 
-    return load_config(path, overrides_for(get_method(load_config(path)["method"]), overrides))
+    return load_config(path, overrides_for(get_method(load_config(path).method), overrides))

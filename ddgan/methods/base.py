@@ -2,10 +2,22 @@
 
 Every module outside ddgan/methods/ asks a method class these questions rather than
 testing its name. A subclass sets the class attributes and supplies build_network,
-train_step, sample_with, network_calls, preview_steps, state_dict, load_state_dict and
-toy_model (the 2-D benchmark's model: ddgan.py, denoising.py); the defaults below suit a
-method sampled at any step count.
+train_step, sampler, preview_steps, state_dict, load_state_dict and toy_model (the 2-D
+benchmark's model: ddgan.py, denoising.py); the defaults below suit a method sampled at
+any step count. Every question takes the run's Settings (ddgan.settings), not a dict.
 """
+import dataclasses
+from typing import Callable
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampler:
+    """One of a method's samplers at one step count, its schedule computed once:
+    sample(network, x_T, rng) -> images, from x_T ~ N(0, I), in network_calls calls."""
+    name: str
+    steps: int
+    network_calls: int
+    sample: Callable
 
 
 class Method:
@@ -21,7 +33,7 @@ class Method:
     toy_recipe = {}         # the 2-D benchmark's hyperparameters where this method's differ (ddgan/toy.py)
 
     @classmethod
-    def check_config(cls, cfg):
+    def check_config(cls, settings):
         """Raise a ValueError naming the key for a setting this method cannot use."""
 
     @classmethod
@@ -29,26 +41,39 @@ class Method:
         return cls.samplers[0]
 
     @classmethod
-    def default_steps(cls, cfg):
+    def sampler_name(cls, name):
+        """`name`, or the default sampler for None; a ValueError for one the method lacks."""
+        if name not in (None, *cls.samplers):
+            raise ValueError(f"{cls.name} samplers: {', '.join(cls.samplers)}; got {name!r}")
+        return name or cls.default_sampler()
+
+    @classmethod
+    def sampler(cls, settings, steps=None, name=None, device="cpu"):
+        """The Sampler called `name` (None: the default) at `steps` (None: default_steps), its
+        schedule on `device`."""
+        raise NotImplementedError
+
+    @classmethod
+    def default_steps(cls, settings):
         """The step count sampled when none is asked for."""
         raise NotImplementedError
 
     @classmethod
-    def check_steps(cls, cfg, counts):
+    def check_steps(cls, settings, counts):
         """Raise a ValueError saying which step counts this run can sample with."""
         if min(counts) < 1:
             raise ValueError(f"--steps ({cls.steps_symbol}) must be >= 1")
 
     @classmethod
-    def labels(cls, cfg):
+    def labels(cls, settings):
         """What its result rows record besides the sampler: {'divergence': ...} or {}."""
         return {}
 
     @classmethod
-    def config_for_steps(cls, cfg, steps):
-        """The config of a run that samples with `steps` (the benchmark times sampling at a
-        step count without training for it): the same config, unless steps are trained."""
-        return cfg
+    def settings_for_steps(cls, settings, steps):
+        """The settings of a run that samples with `steps` (the benchmark times sampling at a
+        step count without training for it): the same settings, unless steps are trained."""
+        return settings
 
     def diagnostics(self, x0):
         """Scalars the training logs beside the losses ({name: float}), measured on x0, the same

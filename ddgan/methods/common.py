@@ -5,21 +5,13 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from ..networks import UNet
 
 
-def build_unet(cfg, image_shape):
-    """The U-Net of cfg's `generator` section: DDGAN's generator, or the DDPM/EDM backbone
+def build_unet(settings, image_shape):
+    """The U-Net of the `backbone` settings: DDGAN's generator, or a baseline's network
     (whose configs switch z and tanh off, as their check_config requires)."""
     channels, height, width = image_shape
     if height != width:
         raise ValueError(f"images must be square, got {height}x{width}")
-    g = cfg["backbone"]
-    return UNet(height, channels, base_channels=g["base_channels"],
-                channel_mult=tuple(g["channel_mult"]), num_res_blocks=g["num_res_blocks"],
-                attn_resolutions=tuple(g["attn_resolutions"]), dropout=g["dropout"],
-                nz=g["nz"], z_emb_dim=g["z_emb_dim"], n_mlp=g["n_mlp"],
-                tanh_output=g["tanh_output"], resample=g["resample"],
-                fir_kernel=tuple(g["fir_kernel"]), progressive_input=g["progressive_input"],
-                decoder_attention=g["decoder_attention"], output_norm=g["output_norm"],
-                zero_init_output=g["zero_init_output"])
+    return UNet(height, channels, **vars(settings.backbone))  # every key is a UNet option
 
 
 def make_ema(model, decay, device, warmup=True):

@@ -14,7 +14,8 @@ from ..config import check_count
 from ..diffusion import ForwardProcess
 from ..networks import Discriminator, MLPDiscriminator, MLPGenerator
 from ..samplers import ddgan_sampler
-from .base import Method
+from ..settings import updated
+from .base import Method, Sampler
 from .common import build_unet as build_generator
 from .common import cosine_schedules, grad_norm, optimizer_step
 from .state import RunState, check_schedule
@@ -130,24 +131,24 @@ def generator_step(generator, discriminator, optimizer, process, divergence, x0,
     return {"g_loss": loss.detach()}
 
 
-def build_discriminator(cfg, image_shape):
-    d = cfg["discriminator"]  # every key is a Discriminator option
-    return Discriminator(image_shape[1], image_shape[0],
-                         **dict(d, channel_mult=tuple(d["channel_mult"])))
+def build_discriminator(settings, image_shape):
+    # every key of the discriminator section is a Discriminator option
+    return Discriminator(image_shape[1], image_shape[0], **vars(settings.discriminator))
 
 
-def build_process(cfg):
-    d = cfg["ddgan"]
-    return ForwardProcess(d["denoising_steps"], beta_min=d["beta_min"], beta_max=d["beta_max"], eps=d["eps"])
+def build_process(ddgan):
+    """The forward process of the `ddgan` settings section."""
+    return ForwardProcess(ddgan.denoising_steps, beta_min=ddgan.beta_min, beta_max=ddgan.beta_max,
+                          eps=ddgan.eps)
 
 
-def build_divergence(cfg):
+def build_divergence(settings):
     """The divergence with its regularisers, R1 first where divergence.r1_gamma > 0."""
-    d = cfg["divergence"]
-    divergence = get_divergence(d["name"], **d["options"])
-    if d["r1_gamma"] > 0:
-        divergence.regularizers.insert(0, R1(d["r1_gamma"], d["r1_every"], d["r1_lazy_rule"]))
-    if any(reg.per_sample for reg in divergence.regularizers) and cfg["discriminator"]["minibatch_std_group"]:
+    d = settings.divergence
+    divergence = get_divergence(d.name, **d.options)
+    if d.r1_gamma > 0:
+        divergence.regularizers.insert(0, R1(d.r1_gamma, d.r1_every, d.r1_lazy_rule))
+    if any(reg.per_sample for reg in divergence.regularizers) and settings.discriminator.minibatch_std_group:
         raise ValueError("wgan-gp needs a per-sample critic: set "
                          "discriminator.minibatch_std_group=0 (minibatch statistics make "
                          "each gradient depend on the other samples)")
@@ -174,20 +175,20 @@ class DDGAN(Method):
     unused_keys = ("eval.steps",)  # it samples with its trained T
     renamed = {"diffusion": "ddgan", "diffusion.num_steps": "ddgan.denoising_steps"}
 
-    def __init__(self, cfg, image_shape, accelerator):
-        self.accelerator, self.cfg = accelerator, cfg
+    def __init__(self, settings, image_shape, accelerator):
+        self.accelerator = accelerator
         self.image_shape = tuple(image_shape)
-        self.process, self.divergence = self.check_config(cfg)
-        self.nz = cfg["backbone"]["nz"]
+        self.process, self.divergence = self.check_config(settings)
+        self.nz = settings.backbone.nz
 
-        o = cfg["optim"]
-        self.max_grad_norm = o["grad_clip"]
-        self.state = state = RunState(cfg, accelerator)
+        o = settings.optim
+        self.max_grad_norm = o.grad_clip
+        self.state = state = RunState(settings, accelerator)
         self.speed = state.speed
-        self.generator, self.opt_g = state.add("generator", build_generator(cfg, image_shape),
-                                               o["lr"], "opt_g", ema=True)
+        self.generator, self.opt_g = state.add("generator", build_generator(settings, image_shape),
+                                               o.lr, "opt_g", ema=True)
         self.discriminator, self.opt_d = state.add(
-            "discriminator", build_discriminator(cfg, image_shape), o["lr_discriminator"], "opt_d")
+            "discriminator", build_discriminator(settings, image_shape), o.lr_discriminator, "opt_d")
         self.ema = state.ema
         # Compiled forms for the passes that are differentiated once; they share the weights.
         self.fast_generator = state.fast(self.generator)
@@ -196,20 +197,20 @@ class DDGAN(Method):
         self.last_penalties = {}  # a lazy penalty is computed every k steps; logs show its latest value
 
     @classmethod
-    def check_config(cls, cfg):
+    def check_config(cls, settings):
         """Fail on a bad setting before any data is loaded; returns (process, divergence)."""
-        check_schedule(cfg["optim"])
-        check_count("ddgan.denoising_steps (T)", cfg["ddgan"]["denoising_steps"])
-        if cfg["backbone"]["nz"] < 1:
+        check_schedule(settings.optim)
+        check_count("ddgan.denoising_steps (T)", settings.ddgan.denoising_steps)
+        if settings.backbone.nz < 1:
             raise ValueError("DDGAN needs a latent: set backbone.nz >= 1")
-        d = cfg["divergence"]
-        if d["r1_gamma"] < 0:
-            raise ValueError(f"divergence.r1_gamma must be >= 0 (0 = no R1), got {d['r1_gamma']}")
-        check_count("divergence.r1_every", d["r1_every"])
-        if d["r1_lazy_rule"] not in LAZY_R1_RULES:
+        d = settings.divergence
+        if d.r1_gamma < 0:
+            raise ValueError(f"divergence.r1_gamma must be >= 0 (0 = no R1), got {d.r1_gamma}")
+        check_count("divergence.r1_every", d.r1_every)
+        if d.r1_lazy_rule not in LAZY_R1_RULES:
             raise ValueError(f"divergence.r1_lazy_rule must be one of {', '.join(LAZY_R1_RULES)}, "
-                             f"got {d['r1_lazy_rule']!r}")
-        return build_process(cfg), build_divergence(cfg)
+                             f"got {d.r1_lazy_rule!r}")
+        return build_process(settings.ddgan), build_divergence(settings)
 
     @property
     def batches_per_step(self):
@@ -265,42 +266,37 @@ class DDGAN(Method):
 
     build_network = staticmethod(build_generator)
 
-    @staticmethod
-    def sample_with(generator, cfg, image_shape, num, rng, steps=None, sampler=None):
-        """num images from G with the run's trained T (T network calls)."""
-        process = build_process(cfg)
-        if steps not in (None, process.num_steps) or sampler not in (None, "ddgan"):
+    @classmethod
+    def sampler(cls, settings, steps=None, name=None, device="cpu"):
+        """G's T steps with the run's trained T (T network calls)."""
+        process, nz = build_process(settings.ddgan), settings.backbone.nz
+        if steps not in (None, process.num_steps) or name not in (None, "ddgan"):
             raise ValueError(f"a DDGAN samples with its trained T = {process.num_steps} and its own "
                              f"sampler; a sweep over T is a set of runs")
-        x_T = torch.randn(num, *image_shape, device=rng.device, generator=rng)
-        return ddgan_sampler(generator, x_T, process, rng, nz=cfg["backbone"]["nz"])
+        return Sampler("ddgan", process.num_steps, process.num_steps,
+                       lambda generator, x_T, rng: ddgan_sampler(generator, x_T, process, rng, nz=nz))
 
     @classmethod
-    def default_steps(cls, cfg):
-        return cfg["ddgan"]["denoising_steps"]
+    def default_steps(cls, settings):
+        return settings.ddgan.denoising_steps
 
     @classmethod
-    def check_steps(cls, cfg, counts):
-        trained = cfg["ddgan"]["denoising_steps"]
+    def check_steps(cls, settings, counts):
+        trained = settings.ddgan.denoising_steps
         if set(counts) != {trained}:
             raise ValueError(f"a DDGAN trained with T = {trained} samples with {trained} steps "
                              f"only, not {' '.join(map(str, counts))} (a sweep over T is a set of runs)")
 
     preview_steps = default_steps  # the grids and the periodic evaluation: the trained T
 
-    @staticmethod
-    def network_calls(cfg, steps=None, sampler=None):
-        """Generator calls per image: T."""
-        return cfg["ddgan"]["denoising_steps"]
+    @classmethod
+    def labels(cls, settings):
+        return {"divergence": settings.divergence.name}
 
     @classmethod
-    def labels(cls, cfg):
-        return {"divergence": cfg["divergence"]["name"]}
-
-    @classmethod
-    def config_for_steps(cls, cfg, steps):
-        """T is part of the model: the config of a run trained with T = steps."""
-        return {**cfg, "ddgan": {**cfg["ddgan"], "denoising_steps": steps}}
+    def settings_for_steps(cls, settings, steps):
+        """T is part of the model: the settings of a run trained with T = steps."""
+        return updated(settings, {"ddgan": {"denoising_steps": steps}})
 
     def cycle(self):
         """Generator steps per repeat of the lazy penalties' pattern (1 without one)."""

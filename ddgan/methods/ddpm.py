@@ -6,6 +6,7 @@ from ..config import check_count
 from ..diffusion import ForwardProcess
 from ..samplers import (SPACINGS, ancestral_sampler, ddim_sampler, linear_betas, respaced_schedule,
                         select_steps)
+from .base import Sampler
 from .denoising import DenoisingMethod
 
 SECTIONS = {
@@ -25,9 +26,9 @@ SECTIONS = {
 PREVIEW_CALLS = 20
 
 
-def build_ddpm_process(cfg):
-    d = cfg["ddpm"]
-    return ForwardProcess.from_betas(linear_betas(d["train_timesteps"], d["beta_start"], d["beta_end"]))
+def build_ddpm_process(ddpm):
+    """The forward process of the `ddpm` settings section."""
+    return ForwardProcess.from_betas(linear_betas(ddpm.train_timesteps, ddpm.beta_start, ddpm.beta_end))
 
 
 def ddpm_loss(network, process, x0):
@@ -49,57 +50,53 @@ class DDPM(DenoisingMethod):
     toy_overrides = {"ddpm": {"clip_x0": False}}
 
     @classmethod
-    def check_config(cls, cfg):
-        super().check_config(cfg)
-        d = cfg["ddpm"]
-        check_count("ddpm.train_timesteps (DDPM's training T)", d["train_timesteps"])
-        if d["spacing"] not in SPACINGS:
-            raise ValueError(f"ddpm.spacing must be one of {', '.join(SPACINGS)}, got {d['spacing']!r}")
-        if d["variance"] not in ("beta", "posterior"):
-            raise ValueError(f"ddpm.variance must be beta or posterior, got {d['variance']!r}")
+    def check_config(cls, settings):
+        super().check_config(settings)
+        d = settings.ddpm
+        check_count("ddpm.train_timesteps (DDPM's training T)", d.train_timesteps)
+        if d.spacing not in SPACINGS:
+            raise ValueError(f"ddpm.spacing must be one of {', '.join(SPACINGS)}, got {d.spacing!r}")
+        if d.variance not in ("beta", "posterior"):
+            raise ValueError(f"ddpm.variance must be beta or posterior, got {d.variance!r}")
         try:  # fail now, not at the first grid
-            select_steps(d["train_timesteps"], cls.preview_steps(cfg), d["spacing"])
+            select_steps(d.train_timesteps, cls.preview_steps(settings), d.spacing)
         except ValueError as error:
-            raise ValueError(f"eval.steps={cfg['eval']['steps']}: {error}; set eval.steps to a K "
+            raise ValueError(f"eval.steps={settings.eval.steps}: {error}; set eval.steps to a K "
                              f"the sampler can use") from None
 
     @classmethod
-    def objective(cls, cfg):
-        process = build_ddpm_process(cfg)
+    def objective(cls, settings):
+        process = build_ddpm_process(settings.ddpm)
         return lambda network, x0: ddpm_loss(network, process, x0)
 
     @classmethod
-    def default_steps(cls, cfg):
+    def default_steps(cls, settings):
         """K = T: every training step."""
-        return cfg["ddpm"]["train_timesteps"]
+        return settings.ddpm.train_timesteps
 
     @classmethod
-    def check_steps(cls, cfg, counts):
-        limit = cfg["ddpm"]["train_timesteps"]
+    def check_steps(cls, settings, counts):
+        limit = settings.ddpm.train_timesteps
         if max(counts) > limit or min(counts) < 1:
             raise ValueError(f"a DDPM with T = {limit} samples with K in 1..{limit} calls")
 
     @staticmethod
-    def preview_steps(cfg):
+    def preview_steps(settings):
         """K of the sample grids and the periodic evaluation: eval.steps, else min(20, T)."""
-        return cfg["eval"]["steps"] or min(PREVIEW_CALLS, cfg["ddpm"]["train_timesteps"])
+        return settings.eval.steps or min(PREVIEW_CALLS, settings.ddpm.train_timesteps)
 
-    @staticmethod
-    def network_calls(cfg, steps=None, sampler=None):
-        """Network calls per image: K (default all T)."""
-        return cfg["ddpm"]["train_timesteps"] if steps is None else steps
-
-    @staticmethod
-    def sample_with(network, cfg, image_shape, num, rng, steps=None, sampler=None):
-        """K = steps network calls (default all T) with sampler 'ancestral' or 'ddim'."""
-        process, d = build_ddpm_process(cfg), cfg["ddpm"]
+    @classmethod
+    def sampler(cls, settings, steps=None, name=None, device="cpu"):
+        """'ancestral' or 'ddim' over K = steps of the T training steps (default all T): K calls."""
+        name, d = cls.sampler_name(name), settings.ddpm
+        process = build_ddpm_process(d)
         selected = select_steps(process.num_steps, process.num_steps if steps is None else steps,
-                                d["spacing"])
-        x_T = torch.randn(num, *image_shape, device=rng.device, generator=rng)
-        eps_model = lambda x, t: network(x, None, t)  # noqa: E731
-        schedule = respaced_schedule(process.alphas_cumprod.to(x_T.device), selected)
-        if (sampler or "ancestral") == "ancestral":
-            return ancestral_sampler(eps_model, x_T, schedule, rng, d["variance"], d["clip_x0"])
-        if sampler == "ddim":
-            return ddim_sampler(eps_model, x_T, schedule, rng, d["eta"], d["clip_x0"])
-        raise ValueError(f"DDPM samplers: ancestral, ddim; got {sampler!r}")
+                                d.spacing)
+        schedule = respaced_schedule(process.alphas_cumprod.to(device), selected)
+
+        def sample(network, x_T, rng):
+            eps_model = lambda x, t: network(x, None, t)  # noqa: E731
+            if name == "ancestral":
+                return ancestral_sampler(eps_model, x_T, schedule, rng, d.variance, d.clip_x0)
+            return ddim_sampler(eps_model, x_T, schedule, rng, d.eta, d.clip_x0)
+        return Sampler(name, len(selected), len(selected), sample)

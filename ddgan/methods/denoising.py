@@ -1,7 +1,7 @@
 """The baselines' common part: one network trained by regression, with its optimiser and EMA.
 
 A subclass supplies its objective (the loss), wrap (its preconditioning around the shared
-backbone), sample_with, network_calls, default_steps and preview_steps; the optimiser, EMA
+backbone), sampler, default_steps and preview_steps; the optimiser, EMA
 and schedule are the RunState's, the training loop, logging and checkpoints train.py's,
 all shared with DDGAN. The same objective and sampler
 train and sample the 2-D benchmark's MLP (ToyDenoiser).
@@ -9,6 +9,8 @@ train and sample the 2-D benchmark's MLP (ToyDenoiser).
 import torch
 
 from ..networks import MLPGenerator
+from ..config import load_config
+from ..settings import updated
 from .base import Method
 from .common import build_unet, cosine_schedules, grad_norm, optimizer_step
 from .state import RunState, check_schedule
@@ -22,38 +24,38 @@ class DenoisingMethod(Method):
     toy_recipe = {"iters": 4000, "lr_g": 5e-4, "betas": (0.9, 0.999)}
     toy_overrides = {}  # {section: {key: value}}: this method's settings for the 2-D data
 
-    def __init__(self, cfg, image_shape, accelerator):
-        self.check_config(cfg)
-        self.accelerator, self.cfg, self.image_shape = accelerator, cfg, tuple(image_shape)
-        self.loss = self.objective(cfg)
-        self.state = state = RunState(cfg, accelerator)
+    def __init__(self, settings, image_shape, accelerator):
+        self.check_config(settings)
+        self.accelerator, self.image_shape = accelerator, tuple(image_shape)
+        self.max_grad_norm = settings.optim.grad_clip
+        self.loss = self.objective(settings)
+        self.state = state = RunState(settings, accelerator)
         self.speed = state.speed
-        self.network, self.optimizer = state.add("network", self.build_network(cfg, image_shape),
-                                                 cfg["optim"]["lr"], "optimizer", ema=True)
+        self.network, self.optimizer = state.add("network", self.build_network(settings, image_shape),
+                                                 settings.optim.lr, "optimizer", ema=True)
         self.ema = state.ema
         self.fast_network = state.fast(self.network)
 
     @classmethod
-    def check_config(cls, cfg):
-        g = cfg["backbone"]
-        if g["nz"] or g["tanh_output"]:
-            raise ValueError(f"{cfg['method']} uses the backbone without a latent or tanh: set "
+    def check_config(cls, settings):
+        if settings.backbone.nz or settings.backbone.tanh_output:
+            raise ValueError(f"{cls.name} uses the backbone without a latent or tanh: set "
                              f"backbone.nz=0 and backbone.tanh_output=false")
-        check_schedule(cfg["optim"])
+        check_schedule(settings.optim)
 
     @classmethod
-    def objective(cls, cfg):
-        """The loss, a function (network, x0) -> scalar tensor, for cfg's settings."""
+    def objective(cls, settings):
+        """The loss, a function (network, x0) -> scalar tensor."""
         raise NotImplementedError
 
     @staticmethod
-    def wrap(backbone, cfg):
+    def wrap(backbone, settings):
         """The trained network around a backbone (the U-Net, or the 2-D MLP)."""
         return backbone
 
     @classmethod
-    def build_network(cls, cfg, image_shape):
-        return cls.wrap(build_unet(cfg, image_shape), cfg)
+    def build_network(cls, settings, image_shape):
+        return cls.wrap(build_unet(settings, image_shape), settings)
 
     @classmethod
     def toy_model(cls, hp, steps, divergence=None, sampler=None):
@@ -66,7 +68,7 @@ class DenoisingMethod(Method):
         stats = {"loss": loss.detach()}
         if with_grad_norms:
             stats["grad_norm"] = grad_norm(self.network)
-        optimizer_step(self.optimizer, self.cfg["optim"]["grad_clip"])
+        optimizer_step(self.optimizer, self.max_grad_norm)
         self.state.end_step()
         return stats
 
@@ -79,25 +81,22 @@ class DenoisingMethod(Method):
 
 class ToyDenoiser:
     """The 2-D benchmark's denoiser (ddgan/toy.py): the generator's MLP without z inside the
-    method's wrap, trained by its objective and sampled by its sampler, with the method's own
-    config sections (their defaults and its toy_overrides)."""
+    method's wrap, trained by its objective and sampled by its sampler, with the method's
+    settings for the 2-D data (the defaults and its toy_overrides)."""
     divergence = None
 
     def __init__(self, method, hp, steps, sampler=None):
-        self.method, self.hp, self.steps = method, hp, steps
-        self.cfg = {section: {**defaults, **method.toy_overrides.get(section, {})}
-                    for section, defaults in method.sections.items()}
+        self.method, self.hp = method, hp
+        settings = updated(load_config(), {"method": method.name, **method.toy_overrides})
         self.network = method.wrap(MLPGenerator(nz=0, hidden=hp["hidden"], depth=hp["depth"],
                                                 fourier_features=hp["fourier_features"],
-                                                fourier_scale=hp["g_fourier_scale"]), self.cfg)
-        self.loss = method.objective(self.cfg)
-        self.sampler = sampler or method.default_sampler()
-        self.nfe = method.network_calls(self.cfg, steps, self.sampler)
+                                                fourier_scale=hp["g_fourier_scale"]), settings)
+        self.loss = method.objective(settings)
+        self.sampling = method.sampler(settings, steps, sampler)  # fails now on a bad sampler or count
+        self.sampler, self.nfe = self.sampling.name, self.sampling.network_calls
         self.optimizer = torch.optim.Adam(self.network.parameters(), lr=hp["lr_g"], betas=hp["betas"])
         self.num_updates = hp["iters"]
         self.schedulers = cosine_schedules([self.optimizer], hp, self.num_updates)
-        # Fail before training on a sampler or step count the method cannot use.
-        method.sample_with(self.network, self.cfg, (2,), 1, torch.Generator(), steps, self.sampler)
 
     def train_step(self, draw_batch):
         loss = self.loss(self.network, draw_batch())
@@ -106,5 +105,5 @@ class ToyDenoiser:
         self.optimizer.step()
 
     def sample(self, num, rng):
-        return self.method.sample_with(self.network.eval(), self.cfg, (2,), num, rng,
-                                       self.steps, self.sampler)
+        x_T = torch.randn(num, 2, device=rng.device, generator=rng)
+        return self.sampling.sample(self.network.eval(), x_T, rng)

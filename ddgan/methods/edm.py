@@ -4,6 +4,7 @@ import torch
 from ..diffusion import per_sample
 from ..networks.precond import EDMPrecond
 from ..samplers import edm_sampler, edm_sigmas
+from .base import Sampler
 from .denoising import DenoisingMethod
 
 SECTIONS = {
@@ -42,37 +43,31 @@ class EDM(DenoisingMethod):
     toy_recipe = {**DenoisingMethod.toy_recipe, "data_scale": 0.5}
 
     @classmethod
-    def objective(cls, cfg):
-        e = cfg["edm"]
-        return lambda network, x0: edm_loss(network, x0, e["P_mean"], e["P_std"], e["sigma_data"])
+    def objective(cls, settings):
+        e = settings.edm
+        return lambda network, x0: edm_loss(network, x0, e.P_mean, e.P_std, e.sigma_data)
 
     @staticmethod
-    def wrap(backbone, cfg):
-        return EDMPrecond(backbone, cfg["edm"]["sigma_data"])
+    def wrap(backbone, settings):
+        return EDMPrecond(backbone, settings.edm.sigma_data)
 
     @classmethod
-    def default_steps(cls, cfg):
-        return cfg["edm"]["sampling_levels"]
+    def default_steps(cls, settings):
+        return settings.edm.sampling_levels
 
     @staticmethod
-    def preview_steps(cfg):
+    def preview_steps(settings):
         """N of the sample grids and the periodic evaluation: eval.steps, else min(10, N) noise
         levels (19 Heun calls, as cheap as DDPM's 20)."""
-        return cfg["eval"]["steps"] or min(PREVIEW_LEVELS, cfg["edm"]["sampling_levels"])
+        return settings.eval.steps or min(PREVIEW_LEVELS, settings.edm.sampling_levels)
 
-    @staticmethod
-    def network_calls(cfg, steps=None, sampler=None):
-        """Network calls per image: 2N - 1 with Heun (the default), N with Euler."""
-        levels = cfg["edm"]["sampling_levels"] if steps is None else steps
-        return levels if sampler == "euler" else 2 * levels - 1
-
-    @staticmethod
-    def sample_with(network, cfg, image_shape, num, rng, steps=None, sampler=None):
-        """N = steps noise levels (NFE 2N - 1 with 'heun', N with 'euler')."""
-        if sampler not in (None, "heun", "euler"):
-            raise ValueError(f"EDM samplers: heun, euler; got {sampler!r}")
-        e = cfg["edm"]
-        latents = torch.randn(num, *image_shape, device=rng.device, generator=rng)
-        sigmas = edm_sigmas(e["sampling_levels"] if steps is None else steps, e["sigma_min"],
-                            e["sigma_max"], e["rho"])
-        return edm_sampler(network, latents, sigmas, rng, second_order=sampler != "euler")
+    @classmethod
+    def sampler(cls, settings, steps=None, name=None, device="cpu"):
+        """'heun' (2N - 1 calls) or 'euler' (N calls) over N = steps noise levels."""
+        name, e = cls.sampler_name(name), settings.edm
+        levels = e.sampling_levels if steps is None else steps
+        sigmas = edm_sigmas(levels, e.sigma_min, e.sigma_max, e.rho)
+        second_order = name == "heun"
+        return Sampler(name, levels, 2 * levels - 1 if second_order else levels,
+                       lambda network, latents, rng: edm_sampler(network, latents, sigmas, rng,
+                                                                 second_order=second_order))

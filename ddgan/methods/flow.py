@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from ..config import check_count
 from ..diffusion import per_sample
+from .base import Sampler
 from .denoising import DenoisingMethod
 
 SECTIONS = {
@@ -95,46 +96,40 @@ class Flow(DenoisingMethod):
     toy_recipe = {**DenoisingMethod.toy_recipe, "lr_g": 2e-3}
 
     @classmethod
-    def check_config(cls, cfg):
-        super().check_config(cfg)
-        f = cfg["flow"]
-        if f["time_distribution"] not in TIME_DISTRIBUTIONS:
+    def check_config(cls, settings):
+        super().check_config(settings)
+        f = settings.flow
+        if f.time_distribution not in TIME_DISTRIBUTIONS:
             raise ValueError(f"flow.time_distribution must be one of {', '.join(TIME_DISTRIBUTIONS)}, "
-                             f"got {f['time_distribution']!r}")
-        if f["logit_std"] <= 0:
-            raise ValueError(f"flow.logit_std must be > 0, got {f['logit_std']}")
-        check_count("flow.sampling_steps (sampling steps N)", f["sampling_steps"])
+                             f"got {f.time_distribution!r}")
+        if f.logit_std <= 0:
+            raise ValueError(f"flow.logit_std must be > 0, got {f.logit_std}")
+        check_count("flow.sampling_steps (sampling steps N)", f.sampling_steps)
 
     @classmethod
-    def objective(cls, cfg):
-        f = cfg["flow"]
+    def objective(cls, settings):
+        f = settings.flow
 
         def loss(network, x0):
-            times = sample_times(x0.shape[0], x0.device, f["time_distribution"], f["logit_mean"],
-                                 f["logit_std"])
-            return flow_loss(velocity_of(network, f["time_scale"]), x0, times)
+            times = sample_times(x0.shape[0], x0.device, f.time_distribution, f.logit_mean, f.logit_std)
+            return flow_loss(velocity_of(network, f.time_scale), x0, times)
         return loss
 
     @classmethod
-    def default_steps(cls, cfg):
-        return cfg["flow"]["sampling_steps"]
+    def default_steps(cls, settings):
+        return settings.flow.sampling_steps
 
     @staticmethod
-    def preview_steps(cfg):
+    def preview_steps(settings):
         """N of the sample grids and the periodic evaluation: eval.steps, else min(20, N)."""
-        return cfg["eval"]["steps"] or min(PREVIEW_STEPS, cfg["flow"]["sampling_steps"])
+        return settings.eval.steps or min(PREVIEW_STEPS, settings.flow.sampling_steps)
 
-    @staticmethod
-    def network_calls(cfg, steps=None, sampler=None):
-        """N calls with Euler (the default), 2N - 1 with Heun."""
-        return SAMPLERS[sampler or "euler"][1](cfg["flow"]["sampling_steps"] if steps is None else steps)
-
-    @staticmethod
-    def sample_with(network, cfg, image_shape, num, rng, steps=None, sampler=None):
-        """N = steps steps of t from 1 to 0 with sampler 'euler' or 'heun'."""
-        if sampler not in (None, *SAMPLERS):
-            raise ValueError(f"flow samplers: {', '.join(SAMPLERS)}; got {sampler!r}")
-        f = cfg["flow"]
-        noise = torch.randn(num, *image_shape, device=rng.device, generator=rng)
-        times = sampling_times(f["sampling_steps"] if steps is None else steps, noise.device)
-        return SAMPLERS[sampler or "euler"][0](velocity_of(network, f["time_scale"]), noise, times, rng)
+    @classmethod
+    def sampler(cls, settings, steps=None, name=None, device="cpu"):
+        """'euler' (N calls) or 'heun' (2N - 1 calls) over N = steps steps of t from 1 to 0."""
+        name, f = cls.sampler_name(name), settings.flow
+        times = sampling_times(f.sampling_steps if steps is None else steps, device)
+        sampler, calls = SAMPLERS[name]
+        return Sampler(name, len(times) - 1, calls(len(times) - 1),
+                       lambda network, noise, rng: sampler(velocity_of(network, f.time_scale),
+                                                           noise, times, rng))

@@ -9,18 +9,18 @@ from .common import make_ema
 
 def check_schedule(optim):
     """The `optim` settings of one learning-rate schedule."""
-    if optim["warmup_steps"] and optim["cosine_decay"]:
+    if optim.warmup_steps and optim.cosine_decay:
         raise ValueError("choose one learning-rate schedule: optim.warmup_steps or optim.cosine_decay")
 
 
 def schedules(optimizer, optim, max_steps):
     """optim's schedule for one optimiser: a linear warm-up over warmup_steps, or a cosine decay
     to lr_min over max_steps, or none."""
-    warmup = optim["warmup_steps"]
+    warmup = optim.warmup_steps
     if warmup:
         return [torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))]
-    if optim["cosine_decay"]:
-        return [torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max_steps, optim["lr_min"])]
+    if optim.cosine_decay:
+        return [torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max_steps, optim.lr_min)]
     return []
 
 
@@ -31,11 +31,11 @@ class RunState:
     is `name`, its optimiser's `optimizer_name`.
     """
 
-    def __init__(self, cfg, accelerator):
-        check_schedule(cfg["optim"])
-        self.accelerator, self.optim = accelerator, cfg["optim"]
-        self.max_steps = cfg["train"]["max_steps"]
-        self.speed = resolve(cfg["speed"], accelerator.device)
+    def __init__(self, settings, accelerator):
+        check_schedule(settings.optim)
+        self.accelerator, self.optim = accelerator, settings.optim
+        self.max_steps = settings.train.max_steps
+        self.speed = resolve(vars(settings.speed), accelerator.device)
         self.networks, self.optimizers, self.schedulers = {}, {}, []
         self.ema = self.ema_source = None
 
@@ -45,8 +45,8 @@ class RunState:
         network = prepare_module(network, self.speed)
         if ema:  # made before accelerate wraps the network, so it stays a plain module
             o = self.optim
-            self.ema = make_ema(network, o["ema_decay"], self.accelerator.device, o["ema_warmup"])
-        optimizer = adam(network.parameters(), lr, self.optim["betas"], self.speed)
+            self.ema = make_ema(network, o.ema_decay, self.accelerator.device, o.ema_warmup)
+        optimizer = adam(network.parameters(), lr, self.optim.betas, self.speed)
         network, optimizer = self.accelerator.prepare(network, optimizer)
         if ema:
             self.ema_source = network
