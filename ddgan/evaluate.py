@@ -108,7 +108,7 @@ def evaluate_runs(run_dirs, extractor_spec, steps=None, samplers=None, num_sampl
         state = checkpoint.load(path)
         settings = state["config"]
         if data_root is not None:
-            settings = updated(settings, {"data": {"root": data_root}})
+            settings = updated(settings, {"data": {"root": str(data_root)}})
         check_extractor_data(extractor, settings.data, run)
         jobs.append((run, state, settings, plan(settings, run, steps, samplers)))
 

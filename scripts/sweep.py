@@ -68,7 +68,7 @@ def main():
 
     featnet = Path(args.featnet)
     if not featnet.exists():
-        info = train_featnet(featnet, settings.data.name, settings.data.root, epochs=args.featnet_epochs)
+        info = train_featnet(featnet, settings.data.name, settings.data.root, settings.data.image_size, epochs=args.featnet_epochs)
         print(f"featnet {info['hash']}: test accuracy {info['test_accuracy']:.4f}")
     rows = evaluate_runs(runs, f"featnet:{featnet}", steps=sorted(set(args.steps) | set(args.baseline_steps)),
                          num_samples=args.num_samples, metrics=args.metrics.split(","),
