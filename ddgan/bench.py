@@ -144,8 +144,7 @@ def bench_config(settings, accelerator, steps, sample_batches, warmup, repeats, 
 
             @torch.no_grad()
             def draw():
-                sampler.sample(network, torch.randn(sample_batch, *shape, device=device,
-                                                    generator=rng), rng)
+                sampler.draw(network, sample_batch, shape, rng)
             rows.append(measured_row(draw, 1, device, warmup, repeats, peaks["sample"], **common,
                                      what=f"sample ({sampler.name})", batch=sample_batch, steps=k,
                                      nfe=sampler.network_calls))

@@ -48,9 +48,8 @@ def sample_images(network, sampler, image_shape, num, rng, batch_size=256, progr
     images = []
     with bar:
         for start in batches:
-            x_T = torch.randn(min(batch_size, num - start), *image_shape, device=rng.device,
-                              generator=rng)
-            images.append(sampler.sample(CallCounter(network, bar), x_T, rng).float().cpu())
+            images.append(sampler.draw(CallCounter(network, bar), min(batch_size, num - start),
+                                       image_shape, rng).float().cpu())
     return torch.cat(images)
 
 

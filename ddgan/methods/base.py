@@ -9,6 +9,8 @@ any step count. Every question takes the run's Settings (ddgan.settings), not a 
 import dataclasses
 from typing import Callable
 
+import torch
+
 
 @dataclasses.dataclass(frozen=True)
 class Sampler:
@@ -18,6 +20,11 @@ class Sampler:
     steps: int
     network_calls: int
     sample: Callable
+
+    def draw(self, network, num, image_shape, rng):
+        """`num` samples of `image_shape`, from noise drawn first with `rng` (on its device)."""
+        x_T = torch.randn(num, *image_shape, device=rng.device, generator=rng)
+        return self.sample(network, x_T, rng)
 
 
 class Method:

@@ -86,7 +86,6 @@ class ToyDenoiser:
     divergence = None
 
     def __init__(self, method, hp, steps, sampler=None):
-        self.method, self.hp = method, hp
         settings = updated(load_config(), {"method": method.name, **method.toy_overrides})
         self.network = method.wrap(MLPGenerator(nz=0, hidden=hp["hidden"], depth=hp["depth"],
                                                 fourier_features=hp["fourier_features"],
@@ -105,5 +104,4 @@ class ToyDenoiser:
         self.optimizer.step()
 
     def sample(self, num, rng):
-        x_T = torch.randn(num, 2, device=rng.device, generator=rng)
-        return self.sampling.sample(self.network.eval(), x_T, rng)
+        return self.sampling.draw(self.network.eval(), num, (2,), rng)
