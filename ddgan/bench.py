@@ -133,7 +133,7 @@ def bench_config(settings, accelerator, steps, sample_batches, warmup, repeats, 
     params = sum(p.numel() for p in network.parameters())
     common = {"method": name, "params_m": params / 1e6}
     rows = [measured_row(train_cycle, cycle, device, warmup, repeats, peaks["train"], **common,
-                         what="train", batch=batch * method.batches_per_step, steps=None, nfe=None)]
+                         what="train", batch=batch * method_cls.batches_per_step(settings), steps=None, nfe=None)]
     network = compiled(network, method.speed)  # the EMA is channels_last already
 
     for k in steps:

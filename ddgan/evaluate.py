@@ -30,10 +30,10 @@ from .speed import sampling_network
 
 RESULT_COLUMNS = ["run", "method", "divergence", "sampler", "steps", "nfe", "metric_name", "fd",
                   "kid", "kid_std", "precision", "recall", "n_samples", "extractor",
-                  "extractor_hash", "data", "seed", "img_per_s", "ckpt_step", "images_seen",
-                  "train_seconds", "wall_seconds", "grid"]
+                  "extractor_hash", "data", "seed", "train_seed", "img_per_s", "ckpt_step", "images_seen",
+                  "train_seconds", "train_cpu_seconds", "wall_seconds", "grid"]
 METRIC_COLUMNS = ["fd", "kid", "kid_std", "precision", "recall"]
-PERIODIC_COLUMNS = ["step", "images_seen", "train_seconds", "metric_name", "fd", "n_samples", "nfe",
+PERIODIC_COLUMNS = ["step", "images_seen", "train_seconds", "train_cpu_seconds", "metric_name", "fd", "n_samples", "nfe",
                     "extractor", "extractor_hash"]
 GRID_SIZE = 64
 
@@ -148,9 +148,11 @@ def evaluate_runs(run_dirs, extractor_spec, steps=None, samplers=None, num_sampl
                 "metric_name": extractor.metric_name, **dict.fromkeys(METRIC_COLUMNS), **values,
                 "n_samples": num_samples,
                 "extractor": extractor.label, "extractor_hash": extractor.hash,
-                "data": data_label(data.name, data.root), "seed": seed, "img_per_s": round(img_per_s, 1),
+                "data": data_label(data.name, data.root), "seed": seed,
+                "train_seed": settings.train.seed, "img_per_s": round(img_per_s, 1),
                 "ckpt_step": state["step"], "images_seen": state.get("images_seen"),
                 "train_seconds": state.get("train_seconds"),
+                "train_cpu_seconds": state.get("train_cpu_seconds"),
                 "wall_seconds": round(time.perf_counter() - started, 1),
                 "grid": "" if grid is None else str(grid)})
     return rows
@@ -184,6 +186,12 @@ def _csv_text(columns, rows, header):
     return buffer.getvalue()
 
 
+def write_csv(path, columns, rows):
+    """Write rows (dicts) as a new CSV at path, atomically (a reader sees the old file or the new)."""
+    text = _csv_text(columns, rows, header=True)
+    atomic_write(Path(path), lambda f: f.write(text.encode()))
+
+
 def append_csv(path, columns, rows):
     """Append rows (dicts) to a CSV with one write (ddgan.files.append_text), writing the
     header when the file is new. Only the header is read: a damaged row is the readers' to
@@ -194,8 +202,7 @@ def append_csv(path, columns, rows):
     with open(path, newline="") as f:
         old_columns = next(csv.reader(f), [])
     if old_columns != columns:  # written by an older version: rewrite it under the new header
-        text = _csv_text(columns, [row for _, row in read_csv_rows(path)[1]], header=True)
-        atomic_write(path, lambda f: f.write(text.encode()))
+        write_csv(path, columns, [row for _, row in read_csv_rows(path)[1]])
     append_text(path, _csv_text(columns, rows, header=False))
 
 

@@ -24,8 +24,9 @@ from .files import check_writable
 from .methods import METHODS
 
 REQUIRED = {"run", "method", "sampler", "steps", "nfe", "metric_name", "fd"}
-INTEGERS = {"step", "steps", "nfe", "n_samples", "seed", "ckpt_step", "images_seen"}
-FLOATS = {"fd", "kid", "kid_std", "precision", "recall", "img_per_s", "train_seconds", "wall_seconds"}
+INTEGERS = {"step", "steps", "nfe", "n_samples", "seed", "train_seed", "ckpt_step", "images_seen"}
+FLOATS = {"fd", "kid", "kid_std", "precision", "recall", "img_per_s", "train_seconds", "train_cpu_seconds",
+          "wall_seconds"}
 DECIMALS = {"fd": 2, "kid": 4, "kid_std": 4, "precision": 3, "recall": 3, "img_per_s": 1}
 NO_EVAL_CSV = "no periodic evaluation found (set eval.every_images in the config)"
 
@@ -154,23 +155,59 @@ def format_value(value, column):
     return str(value)
 
 
+def seed_groups(rows):
+    """Results that differ only in the training seed (the same method, variant, steps, images
+    seen, samples and features), where there are at least two seeds: {key: [rows]}."""
+    groups = {}
+    for row in rows:
+        if row.get("train_seed") is not None and row["fd"] is not None:
+            key = (row["method"], variant(row), row["steps"], row["nfe"], row["images_seen"], row["n_samples"])
+            groups.setdefault(key, []).append(row)
+    return {key: group for key, group in groups.items() if len({r["train_seed"] for r in group}) > 1}
+
+
+def mean_std(values):
+    """Mean and sample standard deviation (n - 1) of the values, or the std None for one."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    return mean, (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+
+
 def write_table(rows, metric, path):
     lines = [f"{rows[0]['data']}: {metric} ({features(rows[0])} features, lower is better) from "
-             f"n = {sample_counts(rows)} generated samples per result; KID ± its standard deviation.",
+             f"n = {sample_counts(rows)} generated samples per result; KID ± its standard deviation; "
+             f"images and CPU seconds of training.",
              "",
              f"| run | method | divergence / sampler | steps | NFE | {metric} | KID | precision "
-             f"| recall | n | img/s | extractor | data |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"| recall | n | img/s | images | train CPU s | extractor | data |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         kid = format_value(row["kid"], "kid")
         if row["kid"] is not None and row["kid_std"] is not None:
             kid += f" ± {format_value(row['kid_std'], 'kid_std')}"
+        cpu = row.get("train_cpu_seconds")
         cells = [row["run"], row["method"], variant(row), format_value(row["steps"], "steps"),
                  format_value(row["nfe"], "nfe"), format_value(row["fd"], "fd"), kid,
                  format_value(row["precision"], "precision"), format_value(row["recall"], "recall"),
                  format_value(row["n_samples"], "n_samples"), format_value(row["img_per_s"], "img_per_s"),
+                 format_value(row["images_seen"], "images_seen"),
+                 format_value(None if cpu is None else round(cpu), "train_cpu_seconds"),
                  features(row), row["data"]]
         lines.append("| " + " | ".join(cells) + " |")
+    spread = seed_groups(rows)
+    if spread:
+        lines += ["", f"Over training seeds: {metric} mean ± standard deviation (n − 1), the "
+                  f"seeds, and each seed's value.", "",
+                  f"| method | divergence / sampler | steps | NFE | {metric} | seeds | values |",
+                  "|---|---|---|---|---|---|---|"]
+        for (method, name, steps, nfe, _, _), group in spread.items():
+            group = sorted(group, key=lambda r: r["train_seed"])
+            mean, std = mean_std([r["fd"] for r in group])
+            values = ", ".join(format_value(r["fd"], "fd") for r in group)
+            lines.append(f"| {method} | {name} | {steps} | {nfe} | {format_value(mean, 'fd')} ± "
+                         f"{format_value(std, 'fd')} | {' '.join(str(r['train_seed']) for r in group)} "
+                         f"| {values} |")
     Path(path).write_text("\n".join(lines) + "\n")
 
 

@@ -307,12 +307,13 @@ def train(settings, resume=False, stop_at=None, resume_from=None):
         stop = cleanup.enter_context(StopRequests())
         cleanup.callback(lock.release)
         state, record = _on_every_process(accelerator, open_run)
-        start, train_seconds = 0, 0.0
+        start, train_seconds, cpu_seconds = 0, 0.0, 0.0
         if resume:
             method.load_state_dict(state["method"])
             batches.load_state_dict(state["data"])
             checkpoint.set_rng_state(state["rng"][accelerator.process_index])
             start, train_seconds = state["step"], state.get("train_seconds", 0.0)
+            cpu_seconds = state.get("train_cpu_seconds", 0.0)
         if main and (not resume or not run.config.exists()
                      or Path(record.train.out_dir).resolve() != run.dir.resolve()):
             # A new run, or one moved or copied since: config.yaml names where it is now.
@@ -329,6 +330,7 @@ def train(settings, resume=False, stop_at=None, resume_from=None):
             state = {"step": step, "config": to_dict(settings), "image_shape": tuple(images.shape[1:]),
                      "num_images": len(images),
                      "images_seen": step * images_per_step, "train_seconds": train_seconds,
+                     "train_cpu_seconds": cpu_seconds,
                      "speed": {**method.speed, "mixed_precision": accelerator.mixed_precision},  # as resolved here
                      "method": method_state, "data": batches.state_dict(),
                      "rng": gather_object([checkpoint.rng_state()])}
@@ -341,7 +343,7 @@ def train(settings, resume=False, stop_at=None, resume_from=None):
         if writer is not None:
             cleanup.callback(writer.close)
         max_steps = settings.train.max_steps if stop_at is None else min(stop_at, settings.train.max_steps)
-        images_per_step = settings.train.batch_size * method.batches_per_step * accelerator.num_processes
+        images_per_step = settings.train.batch_size * method_cls.batches_per_step(settings) * accelerator.num_processes
         nonfinite = torch.zeros((), dtype=torch.bool, device=accelerator.device)
         last_good = start
         clock, clock_step = time.perf_counter(), start
@@ -368,7 +370,7 @@ def train(settings, resume=False, stop_at=None, resume_from=None):
             return done * images_per_step // every > (done - 1) * images_per_step // every
 
         for step in progress:
-            tick = time.perf_counter()
+            tick, cpu_tick = time.perf_counter(), time.process_time()
             done = step + 1
             log_now = done % settings.train.log_every == 0
             stats = method.train_step(batches, step, with_grad_norms=log_now)
@@ -389,6 +391,7 @@ def train(settings, resume=False, stop_at=None, resume_from=None):
                     progress.set_postfix({k: f"{v.item():.3g}" for k, v in stats.items()
                                           if not k.startswith("grad")})
             train_seconds += time.perf_counter() - tick  # training only: not grids, evaluation, saving
+            cpu_seconds += time.process_time() - cpu_tick  # this process's threads, over the same span
             if main and log_now:
                 for name, value in method.diagnostics(diagnostic_batch).items():
                     writer.add_scalar(f"diagnostics/{name}", value, done)
@@ -408,7 +411,8 @@ def train(settings, resume=False, stop_at=None, resume_from=None):
                                  settings.eval.batch_size, reference_cache_name)
                 append_csv(run.dir / "eval.csv", PERIODIC_COLUMNS, [{
                     "step": done, "images_seen": done * images_per_step,
-                    "train_seconds": round(train_seconds, 2), "metric_name": extractor.metric_name,
+                    "train_seconds": round(train_seconds, 2),
+                    "train_cpu_seconds": round(cpu_seconds, 2), "metric_name": extractor.metric_name,
                     "fd": fd, "n_samples": settings.eval.num_samples, "nfe": preview.network_calls,
                     "extractor": extractor.label,
                     "extractor_hash": extractor.hash}])

@@ -1,25 +1,59 @@
-"""The divergence x T sweep against the baselines at one training budget, then eval and plot.
+"""The study's sweep: DDGAN's divergences x T against the baselines, one cell per training run.
 
-    python scripts/sweep.py --out runs/sweep --max-steps 20000 --featnet featnets/fmnist.pt
+    python scripts/sweep.py --out runs/study --config-dir configs/fmnist/cpu \\
+        --featnet featnets/fmnist.pt --train-images 160000 --jobs 2
 
-trains, from CONFIG_DIR (default configs/fmnist), ddgan_<divergence>.yaml at each T and
-<name>.yaml for each baseline method (ddpm.yaml, edm.yaml, ...), each for --max-steps
-steps into OUT/<name>/; evaluates every run with the featnet (trained first when the file does not exist) into OUT/results/sweep.csv;
-and plots into OUT/figures/. A finished run is not trained again, an interrupted one
-resumes, so the command can be re-run after a time limit. `--set key=value` overrides
-go to every run whose method reads the key (e.g. a tiny backbone for a CPU smoke test;
-see tests/test_evaluate.py).
+A cell is one run, trained and then evaluated on its own: ddgan_<divergence>_T<T> from
+CONFIG_DIR/ddgan_<divergence>.yaml at each --steps T, and <baseline> from
+CONFIG_DIR/<baseline>.yaml sampled with each of its samplers at each --baseline-steps count;
+--seeds gives each cell one run per training seed (a seed other than 0 is named ..._seed<s>).
+
+Each finished cell writes its rows at once to OUT/results/cells/<cell>.json, with its grids in
+OUT/results/grids/, and the merged OUT/results/sweep.csv, the figures and the Markdown table
+(OUT/figures/results.md) are rewritten from every finished cell. A cell with rows is not run
+again (delete its JSON to redo it); an interrupted one resumes from its checkpoint. So a sweep
+stopped anywhere, machine lost included, costs at most the cells in flight: run the same
+command again.
+
+Executors (submitit): `local` (default) runs --jobs cells at once as processes of this machine,
+each on cores / jobs threads; `slurm` submits each cell as a SLURM job, at most --jobs queued at
+once, for example
+
+    python scripts/sweep.py --out /scratch/study --config-dir configs/fmnist \\
+        --featnet featnets/fmnist.pt --train-images 2000000 --executor slurm --jobs 24 \\
+        --slurm-partition gpu --gpus-per-job 1 --cpus-per-job 8 --timeout-min 240
+
+(this command then waits for the cells and merges their rows as they finish; an interrupted
+driver loses nothing: run it again). `--set key=value` overrides go to every run whose method
+reads the key (e.g. a tiny backbone for a smoke test; see tests/test_sweep.py).
 """
 import argparse
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ddgan import checkpoint
-from ddgan.evaluate import evaluate_runs, write_results
-from ddgan.featnet import train_featnet
-from ddgan.methods import METHODS, load_shared_config
-from ddgan.plot import plot_results
+from ddgan.evaluate import RESULT_COLUMNS, write_csv
+from ddgan.files import atomic_write
+from ddgan.methods import METHODS, load_shared_config, method_class
 from ddgan.train import Run, train
 from divergences import DIVERGENCES
+
+
+@dataclass
+class Cell:
+    """One training run of the sweep and how it is evaluated; plain values, so it pickles."""
+    name: str
+    config: str
+    overrides: tuple
+    run_dir: str
+    eval_steps: tuple = ()      # () = the method's default (a DDGAN's trained T)
+    samplers: tuple = ()        # () = the method's eval samplers
+    extra_steps: tuple = ()     # evaluated at extra_samples samples (a costly reference point)
+    options: dict = field(default_factory=dict)  # the sweep's evaluation settings
 
 
 def train_once(settings):
@@ -32,50 +66,216 @@ def train_once(settings):
     return train(settings)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_cell(cell):
+    """Train the cell's run (or resume it), evaluate it and write its rows; returns them.
+    This runs in the executor's worker: a process of this machine or a cluster job."""
+    import torch
+
+    from ddgan.evaluate import evaluate_runs
+
+    o = cell.options
+    torch.set_num_threads(o["threads"])
+    settings = load_shared_config(Path(cell.config), list(cell.overrides))
+    run_dir = train_once(settings)
+    results = Path(o["out"]) / "results"
+    evaluate = dict(num_samples=o["num_samples"], metrics=o["metrics"], seed=o["eval_seed"],
+                    grid_dir=results / "grids", samplers=list(cell.samplers) or None)
+    rows = evaluate_runs([run_dir], o["extractor"], steps=list(cell.eval_steps) or None, **evaluate)
+    if cell.extra_steps:
+        rows += evaluate_runs([run_dir], o["extractor"], steps=list(cell.extra_steps),
+                              **{**evaluate, "num_samples": o["extra_samples"]})
+    for row in rows:  # grids are named relative to results/, where sweep.csv names them too
+        row["grid"] = os.path.relpath(row["grid"], results)
+    text = json.dumps(rows, indent=2) + "\n"
+    atomic_write(cell_file(o["out"], cell.name), lambda f: f.write(text.encode()))
+    return rows
+
+
+def cell_file(out, name):
+    return Path(out) / "results" / "cells" / f"{name}.json"
+
+
+def plan_cells(args):
+    """Every cell of the sweep, in the order the table lists them."""
+    config_dir, out = Path(args.config_dir), Path(args.out)
+    options = {"out": str(out), "extractor": f"featnet:{args.featnet}", "threads": args.threads,
+               "num_samples": args.num_samples, "metrics": args.metrics.split(","),
+               "eval_seed": args.eval_seed, "extra_samples": args.extra_samples or args.num_samples}
+    extra = {}
+    for item in args.extra_steps:
+        method, _, counts = item.partition("=")
+        if method not in METHODS or not counts:
+            raise SystemExit(f"--extra-steps {item!r}: give METHOD=STEPS[,STEPS...] with a method "
+                             f"of {', '.join(METHODS)}")
+        extra[method] = tuple(int(k) for k in counts.split(","))
+    cells = []
+
+    def add(name, config, overrides, seed, **evaluation):
+        if seed:
+            name = f"{name}_seed{seed}"
+        overrides = [*overrides, f"train.seed={seed}", f"train.out_dir={out / name}",
+                     f"eval.extractor=featnet:{args.featnet}", *args.overrides]
+        if args.train_images:
+            settings = load_shared_config(config, overrides)
+            per_step = settings.train.batch_size * method_class(settings).batches_per_step(settings)
+            overrides.append(f"train.max_steps={math.ceil(args.train_images / per_step)}")
+        elif args.max_steps:
+            overrides.append(f"train.max_steps={args.max_steps}")
+        cells.append(Cell(name, str(config), tuple(overrides), str(out / name), options=options,
+                          **evaluation))
+
+    for seed in args.seeds:
+        for divergence in args.divergences:
+            for t in args.steps:
+                add(f"ddgan_{divergence}_T{t}", config_dir / f"ddgan_{divergence.replace('-', '_')}.yaml",
+                    [f"ddgan.denoising_steps={t}"], seed)
+        for baseline in args.baselines:
+            add(baseline, config_dir / f"{baseline}.yaml", [], seed,
+                eval_steps=tuple(args.baseline_steps), samplers=METHODS[baseline].samplers,
+                extra_steps=extra.get(baseline, ()))
+    return cells
+
+
+def merge(out, cells):
+    """sweep.csv from every finished cell's rows, in the cells' order; returns its path."""
+    rows = [row for cell in cells if cell_file(out, cell.name).is_file()
+            for row in json.loads(cell_file(out, cell.name).read_text())]
+    path = Path(out) / "results" / "sweep.csv"
+    if rows:
+        write_csv(path, RESULT_COLUMNS, rows)
+    return path if rows else None
+
+
+def report(out, cells):
+    path = merge(out, cells)
+    if path is not None:
+        from ddgan.plot import plot_results
+
+        plot_results([path], Path(out) / "figures")
+    return path
+
+
+def make_executor(args):
+    import submitit
+
+    folder = Path(args.out) / "submitit" / "%j"
+    if args.executor == "local":
+        executor = submitit.LocalExecutor(folder)
+        executor.update_parameters(timeout_min=args.timeout_min)
+    else:
+        executor = submitit.AutoExecutor(folder, cluster="slurm")
+        executor.update_parameters(timeout_min=args.timeout_min, slurm_partition=args.slurm_partition,
+                                   gpus_per_node=args.gpus_per_job, cpus_per_task=args.cpus_per_job,
+                                   nodes=1, tasks_per_node=1, name="ddgan-sweep")
+    return executor
+
+
+def run_cells(executor, cells, jobs, out, poll_s=2.0):
+    """Keep `jobs` cells running until every one has finished or failed; after each that
+    finishes, re-merge the results. Returns the failed cells' names."""
+    pending, running, failed = list(cells), {}, []
+    while pending or running:
+        while pending and len(running) < jobs:
+            cell = pending.pop(0)
+            running[executor.submit(run_cell, cell)] = cell
+            print(f"started {cell.name}", flush=True)
+        time.sleep(poll_s)
+        for job in [job for job in running if job.done()]:
+            cell = running.pop(job)
+            try:
+                rows = job.result()
+            except Exception as error:  # the others go on; the log names the job's output
+                failed.append(cell.name)
+                print(f"FAILED {cell.name} (log: {job.paths.stderr}):\n{error}", flush=True)
+                continue
+            report(out, cells)
+            fds = ", ".join(f"{r['sampler']} {r['steps']}: {r['fd']:.2f}" for r in rows)
+            print(f"finished {cell.name}: {rows[0]['metric_name']} {fds}", flush=True)
+    return failed
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="folder for the runs, results and figures")
     parser.add_argument("--config-dir", default="configs/fmnist")
-    parser.add_argument("--divergences", nargs="+", default=list(DIVERGENCES))
-    parser.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4], help="DDGAN's T values")
+    parser.add_argument("--divergences", nargs="*", default=list(DIVERGENCES))
+    parser.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4, 8], help="DDGAN's T values")
     parser.add_argument("--baselines", nargs="*",
                         default=[name for name, method in METHODS.items() if not method.steps_trained],
                         help="methods sampled at any step count, each from CONFIG_DIR/<name>.yaml "
                         "(default: every registered one)")
-    parser.add_argument("--baseline-steps", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64],
-                        help="the baselines' --steps values (DDPM's K, EDM's N with NFE 2N - 1)")
-    parser.add_argument("--max-steps", type=int, required=True, help="training steps of every run")
-    parser.add_argument("--featnet", required=True, help="featnet file (trained if missing)")
+    parser.add_argument("--baseline-steps", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32],
+                        help="the baselines' --steps, with each of their samplers")
+    parser.add_argument("--extra-steps", nargs="*", default=[], metavar="METHOD=STEPS",
+                        help="more step counts for one baseline at --extra-samples samples, "
+                        "e.g. ddpm=1000 (its reference point)")
+    parser.add_argument("--extra-samples", type=int, default=None,
+                        help="samples of the --extra-steps rows (default --num-samples)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
+    budget = parser.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--train-images", type=int,
+                        help="training images of every run (max_steps from its batch size and batches per step)")
+    budget.add_argument("--max-steps", type=int, help="training steps of every run")
+    parser.add_argument("--featnet", required=True, help="featnet file (trained first if missing)")
     parser.add_argument("--featnet-epochs", type=int, default=3)
     parser.add_argument("--num-samples", type=int, default=10_000)
     parser.add_argument("--metrics", default="fid,kid,pr")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", dest="overrides",
-                        help="config overrides for every run")
-    args = parser.parse_args()
+    parser.add_argument("--eval-seed", type=int, default=0, help="the sampling seed of every row")
+    parser.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
+                        dest="overrides", help="config overrides for every run (may be repeated)")
+    parser.add_argument("--executor", choices=["local", "slurm"], default="local")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count(),
+                        help="cells at once (local: one per core by default; slurm: jobs queued)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads per cell (default: local cores / jobs; slurm --cpus-per-job)")
+    parser.add_argument("--timeout-min", type=int, default=24 * 60, help="time limit of one cell")
+    parser.add_argument("--slurm-partition", default=None)
+    parser.add_argument("--gpus-per-job", type=int, default=0)
+    parser.add_argument("--cpus-per-job", type=int, default=1)
+    parser.add_argument("--list", action="store_true", help="print each cell and its state, run none")
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
+    if args.threads is None:
+        args.threads = (max(1, (os.cpu_count() or 1) // args.jobs) if args.executor == "local"
+                        else args.cpus_per_job)
+    unknown = set(args.baselines) - set(METHODS)
+    if unknown:
+        parser.error(f"--baselines {' '.join(sorted(unknown))}: not a method ({', '.join(METHODS)})")
+    return args
 
-    out, config_dir = Path(args.out), Path(args.config_dir)
-    common = [f"train.max_steps={args.max_steps}", *args.overrides]
-    runs = []
-    for divergence in args.divergences:
-        for t in args.steps:
-            name = f"ddgan_{divergence}_T{t}"
-            settings = load_shared_config(config_dir / f"ddgan_{divergence.replace('-', '_')}.yaml",
-                                          [f"ddgan.denoising_steps={t}", *common, f"train.out_dir={out / name}"])
-            runs.append(train_once(settings))
-    for baseline in args.baselines:
-        settings = load_shared_config(config_dir / f"{baseline}.yaml", [*common, f"train.out_dir={out / baseline}"])
-        runs.append(train_once(settings))
 
+def state(cell):
+    if cell_file(cell.options["out"], cell.name).is_file():
+        return "finished"
+    return "started" if Run(cell.run_dir).last.exists() else "new"
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cells = plan_cells(args)
+    if args.list:
+        for cell in cells:
+            print(f"{state(cell):9s} {cell.name}")
+        return
     featnet = Path(args.featnet)
     if not featnet.exists():
-        info = train_featnet(featnet, settings.data.name, settings.data.root, settings.data.image_size, epochs=args.featnet_epochs)
+        from ddgan.featnet import train_featnet
+
+        data = load_shared_config(Path(cells[0].config), list(cells[0].overrides)).data
+        info = train_featnet(featnet, data.name, data.root, data.image_size, epochs=args.featnet_epochs)
         print(f"featnet {info['hash']}: test accuracy {info['test_accuracy']:.4f}")
-    rows = evaluate_runs(runs, f"featnet:{featnet}", steps=sorted(set(args.steps) | set(args.baseline_steps)),
-                         num_samples=args.num_samples, metrics=args.metrics.split(","),
-                         grid_dir=out / "results" / "sweep_grids")
-    csv_path = write_results(rows, out / "results" / "sweep.json")
-    for path in plot_results([csv_path], out / "figures").values():
-        print(path)
+    todo = [cell for cell in cells if state(cell) != "finished"]
+    print(f"{len(cells)} cell(s): {len(cells) - len(todo)} finished, {len(todo)} to run, "
+          f"{args.jobs} at once on {args.threads} thread(s) each", flush=True)
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the local workers inherit it
+    failed = run_cells(make_executor(args), todo, args.jobs, args.out) if todo else []
+    path = report(args.out, cells)
+    if path is not None:
+        print(f"results: {path}; figures and table: {Path(args.out) / 'figures'}")
+    if failed:
+        raise SystemExit(f"{len(failed)} cell(s) failed: {', '.join(failed)}; the others' rows are "
+                         f"written. Fix the cause and run the same command again.")
 
 
 if __name__ == "__main__":

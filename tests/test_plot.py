@@ -15,8 +15,9 @@ def result(run, method, divergence, sampler, steps, nfe, fd, kid="", grid=""):
     return {"run": run, "method": method, "divergence": divergence, "sampler": sampler, "steps": steps,
             "nfe": nfe, "metric_name": "FD-cls", "fd": fd, "kid": kid, "kid_std": "0.0002" if kid else "",
             "precision": 0.61234, "recall": 0.45678, "n_samples": 2000, "extractor": "featnet",
-            "extractor_hash": "ab12cd", "data": "Fashion-MNIST", "seed": 0, "img_per_s": 1234.56,
-            "ckpt_step": 100, "images_seen": 6400, "train_seconds": 7200.0, "wall_seconds": 3.5, "grid": grid}
+            "extractor_hash": "ab12cd", "data": "Fashion-MNIST", "seed": 0, "train_seed": 0, "img_per_s": 1234.56,
+            "ckpt_step": 100, "images_seen": 6400, "train_seconds": 7200.0, "train_cpu_seconds": 7190.4,
+            "wall_seconds": 3.5, "grid": grid}
 
 
 def write_csv(path, rows, columns=COLUMNS):
@@ -63,7 +64,9 @@ def results(tmp_path, monkeypatch):
 
 def read_table(path):
     """results.md's table as a list of {header: cell}."""
-    lines = [line for line in path.read_text().splitlines() if line.startswith("|")]
+    text = path.read_text()
+    first_table = text[text.index("|"):].split("\n\n")[0]
+    lines = [line for line in first_table.splitlines() if line.startswith("|")]
     header = [cell.strip() for cell in lines[0].strip("|").split("|")]
     assert set(lines[1]) <= set("|-")
     return [dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")))) for line in lines[2:]]
@@ -96,7 +99,8 @@ def test_table_equals_the_csvs_with_the_last_duplicate_winning(results, tmp_path
     assert "Fashion-MNIST" in text.splitlines()[0] and "FD-cls" in text.splitlines()[0]
     assert "2000" in text.splitlines()[0]
     assert list(table[0]) == ["run", "method", "divergence / sampler", "steps", "NFE", "FD-cls", "KID",
-                              "precision", "recall", "n", "img/s", "extractor", "data"]
+                              "precision", "recall", "n", "img/s", "images", "train CPU s", "extractor",
+                              "data"]
     assert [r["run"] for r in table] == [row["run"] for row in expected]
     # Sorted by method, divergence/sampler, NFE; one row per (run, sampler, steps).
     assert [(r["method"], r["divergence / sampler"], r["steps"], r["NFE"]) for r in table] == [
@@ -196,10 +200,23 @@ def test_a_damaged_row_is_refused_with_its_line_number(tmp_path):
     lines = path.read_text().splitlines()
     cut = lines[2][:lines[2].index("1.7059") + 5]  # ends inside the KID cell
     path.write_text("\n".join(lines[:2] + [cut]) + "\n")
-    with pytest.raises(ValueError, match=r"r\.csv line 3: 9 cells where the header has 23"):
+    with pytest.raises(ValueError, match=r"r\.csv line 3: 9 cells where the header has 25"):
         plot_results([path], tmp_path / "figures")
     path.write_text("\n".join(lines[:2] + [lines[2].replace("1.7059", "1.70x9")]) + "\n")
     with pytest.raises(ValueError, match=r"line 3: kid holds '1.70x9', not a number"):
         plot_results([path], tmp_path / "figures")
     with pytest.raises(FileNotFoundError, match="no such results file"):
         plot_results([tmp_path / "none.csv"], tmp_path / "figures")
+
+
+def test_table_gives_the_spread_over_training_seeds(tmp_path):
+    """Runs that differ only in train_seed get one line of mean ± std (n - 1) and their values."""
+    rows = [{**result(f"study/ddgan_js_T4{'_seed%d' % s if s else ''}", "ddgan", "js", "ddgan", 4, 4, fd),
+             "train_seed": s} for s, fd in [(0, 10.0), (1, 12.0), (2, 17.0)]]
+    rows.append({**result("study/ddgan_js_T2", "ddgan", "js", "ddgan", 2, 2, 30.0), "train_seed": 0})
+    paths = plot_results([write_csv(tmp_path / "r.csv", rows)], tmp_path / "figures")
+    text = paths["results_md"].read_text()
+    assert [r["train CPU s"] for r in read_table(paths["results_md"])] == ["7190"] * 4
+    spread = [line for line in text.splitlines() if line.startswith("| ddgan | js |")]
+    std = (((10 - 13) ** 2 + (12 - 13) ** 2 + (17 - 13) ** 2) / 2) ** 0.5
+    assert spread == [f"| ddgan | js | 4 | 4 | 13.00 ± {std:.2f} | 0 1 2 | 10.00, 12.00, 17.00 |"]

@@ -77,6 +77,11 @@ class Method:
         return {}
 
     @classmethod
+    def batches_per_step(cls, settings):
+        """Training batches one step consumes (a DDGAN's n_critic D steps each take a fresh one)."""
+        return 1
+
+    @classmethod
     def settings_for_steps(cls, settings, steps):
         """The settings of a run that samples with `steps` (the benchmark times sampling at a
         step count without training for it): the same settings, unless steps are trained."""

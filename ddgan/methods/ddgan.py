@@ -212,9 +212,9 @@ class DDGAN(Method):
                              f"got {d.r1_lazy_rule!r}")
         return build_process(settings.ddgan), build_divergence(settings)
 
-    @property
-    def batches_per_step(self):
-        return self.divergence.n_critic
+    @classmethod
+    def batches_per_step(cls, settings):
+        return get_divergence(settings.divergence.name, **settings.divergence.options).n_critic
 
     def train_step(self, batches, step, with_grad_norms=False):
         """n_critic D steps on fresh batches, then one G step on the last batch.

@@ -17,7 +17,6 @@ from .state import RunState, check_schedule
 
 
 class DenoisingMethod(Method):
-    batches_per_step = 1
     unused_keys = ("optim.lr_discriminator",)  # one network, trained at optim.lr
     # The 2-D benchmark: denoisers regress, so they take Adam's usual betas and their own
     # budget (4,000 steps at 5e-4: with 1,000 calls DDPM covers 25/25 modes).

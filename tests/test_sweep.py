@@ -1,0 +1,99 @@
+"""scripts/sweep.py on tiny runs through submitit's local executor: cells in parallel, each
+cell's rows written as it finishes, finished cells skipped, interrupted ones resumed, a failed
+cell costing only itself."""
+import csv
+import json
+import subprocess
+import sys
+
+from ddgan import checkpoint
+from ddgan.methods import METHODS, load_shared_config
+from ddgan.train import train
+
+from .conftest import REPO
+from .test_evaluate import FIGURES, TINY, fake_data  # noqa: F401 (fake_data is a fixture)
+
+SWEEP = REPO / "scripts" / "sweep.py"
+
+
+def sweep(out, featnet, root, *args, check=True):
+    command = [sys.executable, str(SWEEP), "--out", str(out), "--featnet", str(featnet),
+               "--num-samples", "40", *args, "--set", *TINY, f"data.root={root}"]
+    return subprocess.run(command, check=check, capture_output=True, text=True, cwd=out.parent)
+
+
+def test_sweep_runs_cells_in_parallel_then_merges_eval_and_plot(fake_data, tmp_path):
+    root, featnet = fake_data
+    out = tmp_path / "sweep"
+    sweep(out, featnet, root, "--config-dir", str(REPO / "configs/fmnist"), "--divergences", "js", "tv",
+          "--steps", "1", "2", "--baseline-steps", "1", "2", "--max-steps", "3", "--jobs", "2",
+          "--set", "eval.every_images=8", "eval.num_samples=16", "eval.steps=2")
+
+    with open(out / "results" / "sweep.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    # 2 divergences x 2 T, then each baseline with each of its samplers x 2 steps
+    baselines = [m for m in METHODS.values() if not m.steps_trained]
+    assert len(rows) == 4 + 2 * sum(len(m.samplers) for m in baselines)
+    edm = sorted((r["sampler"], int(r["steps"]), int(r["nfe"])) for r in rows if r["method"] == "edm")
+    assert edm == [("euler", 1, 1), ("euler", 2, 2), ("heun", 1, 1), ("heun", 2, 3)]
+    for row in rows:
+        assert row["metric_name"] == "FD-cls" and row["n_samples"] == "40"
+        assert row["extractor"] == "featnet" and row["data"] == "Fashion-MNIST"
+        assert float(row["img_per_s"]) > 0 and float(row["fd"]) >= 0 and row["kid"] and row["recall"]
+        assert int(row["ckpt_step"]) == 3 and (out / "results" / row["grid"]).is_file()
+        assert float(row["train_cpu_seconds"]) > 0
+    figures = out / "figures"
+    for name in FIGURES:
+        assert (figures / f"{name}.png").stat().st_size > 10_000, name
+    table = (figures / "results.md").read_text()
+    for row in rows:  # the table's numbers are the CSV's
+        assert f"| {float(row['fd']):.2f} |" in table
+    periodic = list(csv.DictReader(open(out / "ddgan_js_T1" / "eval.csv")))
+    assert [int(p["images_seen"]) for p in periodic] == [8, 16, 24]  # every 8 images, batch 8
+    assert all(float(p["train_seconds"]) > 0 for p in periodic)
+    # eval.steps: DDPM's K = 2, EDM's N = 2 (Heun: 3 calls); a DDGAN keeps its T.
+    for run, calls in [("ddgan_js_T1", 1), ("ddpm", 2), ("edm", 3)]:
+        assert {int(p["nfe"]) for p in csv.DictReader(open(out / run / "eval.csv"))} == {calls}, run
+
+    # Two at once: some cell started (its config.yaml) before another one had finished (its rows).
+    spans = sorted(((out / cell).joinpath("config.yaml").stat().st_mtime,
+                    (out / "results" / "cells" / f"{cell}.json").stat().st_mtime)
+                   for cell in {r["run"].rsplit("/", 1)[-1] for r in rows})
+    assert any(later_start < end for (_, end), (later_start, _) in zip(spans, spans[1:]))
+
+
+def test_sweep_skips_finished_cells_resumes_interrupted_ones_and_survives_a_failure(fake_data, tmp_path):
+    root, featnet = fake_data
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "ddgan_js.yaml").write_text((REPO / "configs/fmnist/ddgan_js.yaml").read_text())
+    (configs / "ddpm.yaml").write_text("method: ddpm\ndata:\n  name: fmnist\nddpm:\n  no_such_key: 1\n")
+    out = tmp_path / "sweep"
+    common = ["--config-dir", str(configs), "--divergences", "js", "--max-steps", "4", "--jobs", "2"]
+
+    first = sweep(out, featnet, root, *common, "--steps", "1", "--baselines")
+    finished = out / "results" / "cells" / "ddgan_js_T1.json"
+    finished_bytes, finished_mtime = finished.read_bytes(), finished.stat().st_mtime_ns
+    assert "1 cell(s): 0 finished, 1 to run" in first.stdout
+
+    # A cell interrupted at step 2 of 4, as a lost machine would leave it.
+    interrupted = load_shared_config(configs / "ddgan_js.yaml", TINY + [
+        f"data.root={root}", "ddgan.denoising_steps=2", "train.max_steps=4", "train.seed=0",
+        f"train.out_dir={out / 'ddgan_js_T2'}", f"eval.extractor=featnet:{featnet}"])
+    train(interrupted, stop_at=2)
+    listing = sweep(out, featnet, root, *common, "--steps", "1", "2", "--baselines", "ddpm", "--list")
+    assert listing.stdout.split("\n")[:3] == ["finished  ddgan_js_T1", "started   ddgan_js_T2",
+                                              "new       ddpm"]
+
+    second = sweep(out, featnet, root, *common, "--steps", "1", "2", "--baselines", "ddpm", check=False)
+    assert second.returncode != 0
+    assert "1 cell(s) failed: ddpm" in second.stderr and "FAILED ddpm" in second.stdout
+    assert "3 cell(s): 1 finished, 2 to run" in second.stdout
+    assert finished.stat().st_mtime_ns == finished_mtime and finished.read_bytes() == finished_bytes
+    logs = "".join(p.read_text() for p in (out / "submitit").rglob("*_log.out"))
+    assert "resuming ddgan" in logs and "at step 2 of 4" in logs
+    assert checkpoint.load(out / "ddgan_js_T2" / "checkpoints" / "last.pt")["step"] == 4
+    rows = json.loads((out / "results" / "cells" / "ddgan_js_T2.json").read_text())
+    assert [(r["steps"], r["ckpt_step"]) for r in rows] == [(2, 4)]
+    with open(out / "results" / "sweep.csv", newline="") as f:  # merged: both finished cells
+        assert sorted(r["run"].rsplit("/", 1)[-1] for r in csv.DictReader(f)) == ["ddgan_js_T1", "ddgan_js_T2"]
