@@ -52,7 +52,7 @@ class Cell:
     run_dir: str
     eval_steps: tuple = ()      # () = the method's default (a DDGAN's trained T)
     samplers: tuple = ()        # () = the method's eval samplers
-    extra_steps: tuple = ()     # evaluated at extra_samples samples (a costly reference point)
+    extra_steps: tuple = ()     # with the default sampler at extra_samples samples (a costly reference point)
     options: dict = field(default_factory=dict)  # the sweep's evaluation settings
 
 
@@ -82,8 +82,9 @@ def run_cell(cell):
                     grid_dir=results / "grids", samplers=list(cell.samplers) or None)
     rows = evaluate_runs([run_dir], o["extractor"], steps=list(cell.eval_steps) or None, **evaluate)
     if cell.extra_steps:
-        rows += evaluate_runs([run_dir], o["extractor"], steps=list(cell.extra_steps),
-                              **{**evaluate, "num_samples": o["extra_samples"]})
+        rows += evaluate_runs([run_dir], o["extractor"], steps=list(cell.extra_steps),  # its default sampler
+                              **{**evaluate, "num_samples": o["extra_samples"],
+                                 "samplers": [METHODS[settings.method].default_sampler()]})
     for row in rows:  # grids are named relative to results/, where sweep.csv names them too
         row["grid"] = os.path.relpath(row["grid"], results)
     text = json.dumps(rows, indent=2) + "\n"
@@ -207,8 +208,8 @@ def parse_args(argv=None):
     parser.add_argument("--baseline-steps", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32],
                         help="the baselines' --steps, with each of their samplers")
     parser.add_argument("--extra-steps", nargs="*", default=[], metavar="METHOD=STEPS",
-                        help="more step counts for one baseline at --extra-samples samples, "
-                        "e.g. ddpm=1000 (its reference point)")
+                        help="more step counts for one baseline, with its default sampler at "
+                        "--extra-samples samples, e.g. ddpm=1000 (its reference point)")
     parser.add_argument("--extra-samples", type=int, default=None,
                         help="samples of the --extra-steps rows (default --num-samples)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")

@@ -25,6 +25,26 @@ def test_required_configs_exist():
     assert "cifar10/ddgan_js.yaml" in names and "tiny.yaml" in names
 
 
+def test_the_cpu_study_has_every_divergence_and_baseline_on_one_backbone():
+    """configs/fmnist/cpu/: one config per divergence and per baseline, all with the same U-Net
+    (the baselines without z and tanh) and the same training images."""
+    from ddgan.methods import METHODS, method_class
+    from divergences import DIVERGENCES
+
+    study = REPO / "configs/fmnist/cpu"
+    names = [f"ddgan_{d.replace('-', '_')}" for d in DIVERGENCES]
+    names += [name for name, method in METHODS.items() if not method.steps_trained]
+    settings = {name: load_config(study / f"{name}.yaml") for name in names}
+    z_keys = {"nz", "z_emb_dim", "n_mlp", "tanh_output"}
+    backbones = {name: {k: v for k, v in vars(s.backbone).items() if k not in z_keys}
+                 for name, s in settings.items()}
+    assert all(b == backbones["ddgan_js"] for b in backbones.values()), backbones
+    images = {name: s.train.max_steps * s.train.batch_size * method_class(s).batches_per_step(s)
+              for name, s in settings.items()}
+    assert set(images.values()) == {160_000}, images
+    assert all(s.data.name == "fmnist" for s in settings.values())
+
+
 def test_dotted_overrides_are_parsed_as_yaml():
     cfg = load_config(REPO / "configs/fmnist/ddgan_js.yaml",
                       ["train.max_steps=200", "ddgan.denoising_steps=2", "divergence.name=tv",

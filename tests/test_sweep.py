@@ -27,10 +27,15 @@ def test_sweep_runs_cells_in_parallel_then_merges_eval_and_plot(fake_data, tmp_p
     out = tmp_path / "sweep"
     sweep(out, featnet, root, "--config-dir", str(REPO / "configs/fmnist"), "--divergences", "js", "tv",
           "--steps", "1", "2", "--baseline-steps", "1", "2", "--max-steps", "3", "--jobs", "2",
+          "--extra-steps", "ddpm=5", "--extra-samples", "20",
           "--set", "eval.every_images=8", "eval.num_samples=16", "eval.steps=2")
 
     with open(out / "results" / "sweep.csv", newline="") as f:
         rows = list(csv.DictReader(f))
+    # DDPM's reference point: its default sampler only, at its own sample count
+    [extra] = [r for r in rows if r["n_samples"] == "20"]
+    assert (extra["method"], extra["sampler"], extra["steps"], extra["nfe"]) == ("ddpm", "ancestral", "5", "5")
+    rows.remove(extra)
     # 2 divergences x 2 T, then each baseline with each of its samplers x 2 steps
     baselines = [m for m in METHODS.values() if not m.steps_trained]
     assert len(rows) == 4 + 2 * sum(len(m.samplers) for m in baselines)
