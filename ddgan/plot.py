@@ -16,6 +16,7 @@ curve, labelled with its sweep's folder (DDGAN, whose sweep over T is a set of r
 with the run itself.
 """
 import json
+import statistics
 from pathlib import Path
 
 from .evaluate import RESULT_COLUMNS as COLUMNS
@@ -166,14 +167,6 @@ def seed_groups(rows):
     return {key: group for key, group in groups.items() if len({r["train_seed"] for r in group}) > 1}
 
 
-def mean_std(values):
-    """Mean and sample standard deviation (n - 1) of the values, or the std None for one."""
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, None
-    return mean, (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
-
-
 def write_table(rows, metric, path):
     lines = [f"{rows[0]['data']}: {metric} ({features(rows[0])} features, lower is better) from "
              f"n = {sample_counts(rows)} generated samples per result; KID ± its standard deviation; "
@@ -203,10 +196,10 @@ def write_table(rows, metric, path):
                   "|---|---|---|---|---|---|---|"]
         for (method, name, steps, nfe, _, _), group in spread.items():
             group = sorted(group, key=lambda r: r["train_seed"])
-            mean, std = mean_std([r["fd"] for r in group])
-            values = ", ".join(format_value(r["fd"], "fd") for r in group)
-            lines.append(f"| {method} | {name} | {steps} | {nfe} | {format_value(mean, 'fd')} ± "
-                         f"{format_value(std, 'fd')} | {' '.join(str(r['train_seed']) for r in group)} "
+            fds = [r["fd"] for r in group]  # seed_groups holds two or more seeds
+            values = ", ".join(format_value(fd, "fd") for fd in fds)
+            lines.append(f"| {method} | {name} | {steps} | {nfe} | {format_value(statistics.mean(fds), 'fd')} ± "
+                         f"{format_value(statistics.stdev(fds), 'fd')} | {' '.join(str(r['train_seed']) for r in group)} "
                          f"| {values} |")
     Path(path).write_text("\n".join(lines) + "\n")
 

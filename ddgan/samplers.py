@@ -10,16 +10,17 @@ from .config import check_count
 
 
 @torch.no_grad()
-def ddgan_sampler(generator, x_T, process, rng=None, nz=1):
+def ddgan_sampler(generator, x_T, process, rng=None, nz=1, start=None):
     """DDGAN sampling (Xiao et al. 2022): T generator calls.
 
     x_T ~ N(0, I); for t = T..1: x_0' = G(x_t, z, t) with z ~ N(0, I), then
     x_{t-1} ~ q(x_{t-1} | x_t, x_0 = x_0'). At t = 1 the posterior is the point x_0'.
     `rng` (a torch.Generator on x_T's device) makes the draws reproducible.
+    start: the step x_T is at, if not T (a chain from a noised image, scripts/step_quality.py).
     """
     x = x_T
     batch, device = x.shape[0], x.device
-    for step in range(process.num_steps, 0, -1):
+    for step in range(start or process.num_steps, 0, -1):
         t = torch.full((batch,), step, dtype=torch.long, device=device)
         z = torch.randn(batch, nz, device=device, generator=rng)
         x0_pred = generator(x, z, t)

@@ -24,6 +24,7 @@ from ddgan.evaluate import reference_name
 from ddgan.generate import ema_network
 from ddgan.metrics import compute_metrics, quantise, resolve_extractor
 from ddgan.methods.ddgan import build_process
+from ddgan.samplers import ddgan_sampler
 
 GRID = 16
 
@@ -31,15 +32,9 @@ GRID = 16
 @torch.no_grad()
 def chain_from(generator, process, x0, start, nz, rng):
     """x_0 from G's chain started at the real x_start (drawn from x0)."""
-    def steps(k):
-        return torch.full((x0.shape[0],), k, dtype=torch.long, device=x0.device)
-
-    x = process.q_sample(x0, steps(start), noise=torch.randn(x0.shape, generator=rng))
-    for k in range(start, 0, -1):
-        z = torch.randn(x0.shape[0], nz, generator=rng)
-        x = process.posterior_sample(generator(x, z, steps(k)), x, steps(k),
-                                     noise=torch.randn(x0.shape, generator=rng))
-    return x
+    t = torch.full((x0.shape[0],), start, dtype=torch.long, device=x0.device)
+    x = process.q_sample(x0, t, noise=torch.randn(x0.shape, generator=rng))
+    return ddgan_sampler(generator, x, process, rng, nz=nz, start=start)
 
 
 def main():
