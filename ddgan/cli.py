@@ -9,6 +9,7 @@ from pathlib import Path
 from divergences import DIVERGENCES
 
 from .methods import METHODS
+from .plot import GRID_NFES
 from .toy import TOY_DEFAULTS
 
 PLAIN_HELP = ("turn the fast mode off (TF32, cuDNN autotuning, channels_last, fused Adam, "
@@ -127,7 +128,7 @@ def cmd_eval(args):
 def cmd_plot(args):
     from .plot import plot_results
 
-    for path in plot_results(args.csvs, args.out).values():
+    for path in plot_results(args.csvs, args.out, args.grid_nfes).values():
         print(path)
 
 
@@ -244,6 +245,9 @@ def build_parser():
                        "training curves and the sample grids; write results.md and results.json.")
     p.add_argument("csvs", nargs="+", metavar="CSV")
     p.add_argument("--out", required=True, help="folder for the figures and table")
+    p.add_argument("--grid-nfes", type=int, nargs="+", default=list(GRID_NFES), metavar="NFE",
+                   help="the baselines' panels in sample_grids.png: each sampler at the most "
+                   "network calls within each of these budgets")
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("bench", help="training and sampling throughput (a benchmark, not a test)",

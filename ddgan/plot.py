@@ -6,7 +6,8 @@ line) and each run's periodic `<run>/eval.csv`, and writes to `out_dir`:
   fd_vs_nfe.png               the metric against network calls, one line per method and divergence/sampler
   divergence_comparison.png   the metric against T per DDGAN divergence, DDPM/EDM as dashed references
   training_curves.png         the periodic metric against images seen and against training hours
-  sample_grids.png            the evaluated sample grids, a row per divergence (or baseline sampler)
+  sample_grids.png            the sample grids: a row per DDGAN divergence, a column per T, then
+                              a row per baseline at 4 and 32 network calls (grid_nfes)
   results.md, results.json    the merged rows, as a Markdown table and as parsed numbers
 
 Numbers from different feature networks or data sets are refused rather than drawn on
@@ -67,8 +68,9 @@ def read_results(csv_paths):
         if missing:
             raise ValueError(f"{csv_path} lacks the column(s) {', '.join(sorted(missing))}")
         for row in rows:
-            if row["grid"]:  # relative grids live beside the CSV that names them
-                row["grid"] = str(Path(csv_path).parent / row["grid"])
+            for column in ("grid", "eval_csv"):  # relative paths are beside the CSV that names them
+                if row[column]:
+                    row[column] = str(Path(csv_path).parent / row[column])
             merged[(row["run"], row["sampler"], row["steps"])] = row
     if not merged:
         raise ValueError(f"no results in {', '.join(map(str, csv_paths))}")
@@ -293,14 +295,23 @@ def periodic_nfe_label(row, history):
     return "" if steps_trained(row) or not nfes else f", {'/'.join(map(str, nfes))} NFE"
 
 
+def periodic_histories(rows):
+    """{run: (its first row, its periodic-evaluation rows)} for each run whose eval_csv exists.
+    A row without eval_csv (an older CSV) names its run, relative to the working directory."""
+    histories = {}
+    for row in rows:
+        eval_csv = Path(row["eval_csv"] or Path(row["run"]) / "eval.csv")
+        if row["run"] not in histories and eval_csv.is_file():
+            # A step evaluated again after a resume: its latest row counts.
+            histories[row["run"]] = row, list({p["step"]: p for p in read_csv(eval_csv)[1]}.values())
+    return histories
+
+
 def plot_training_curves(rows, path):
     evaluated, labels = {}, {}  # run -> its periodic-evaluation rows, its legend label
-    for row in rows:
-        eval_csv = Path(row["run"]) / "eval.csv"  # relative runs: relative to the working directory
-        if row["run"] not in evaluated and eval_csv.is_file():
-            # A step evaluated again after a resume: its latest row counts.
-            evaluated[row["run"]] = list({p["step"]: p for p in read_csv(eval_csv)[1]}.values())
-            labels[row["run"]] = run_label(row) + periodic_nfe_label(row, evaluated[row["run"]])
+    for run, (row, history) in periodic_histories(rows).items():
+        evaluated[run] = history
+        labels[run] = run_label(row) + periodic_nfe_label(row, history)
     points = [point for history in evaluated.values() for point in history]
     if not points:
         return message_figure(NO_EVAL_CSV, path)
@@ -324,35 +335,67 @@ def plot_training_curves(rows, path):
     save(fig, path)
 
 
-def panel_title(row):
-    curve = row["curve"].removeprefix(f"{row['method'].upper()} ") if row["divergence"] else row["curve"]
-    return f"{curve}, {steps_symbol(row)}={row['steps']}"
+GRID_NFES = (4, 32)  # the baselines' budgets in sample_grids.png
 
 
-def plot_sample_grids(rows, path):
+def grid_panels(rows, baseline_nfes=GRID_NFES):
+    """{figure row title: [(column, result row)]}: a DDGAN row per divergence with a column per
+    T; a row per baseline holding, for each of its samplers and each budget in baseline_nfes, its
+    row with the most network calls within that budget (Heun's 2N - 1 calls rarely hit it). Of
+    several training seeds, the lowest."""
+    with_grid = sorted((row for row in rows if row["grid"] and Path(row["grid"]).is_file()),
+                       key=lambda row: (row["train_seed"] or 0, *sort_key(row)))
+    panels = {}
+    for row in with_grid:
+        if steps_trained(row):
+            title, column = f"{row['method'].upper()} {variant(row)}", row["steps"]
+        else:
+            title, column = row["method"].upper(), (row["sampler"], row["nfe"])
+        panels.setdefault(title, {}).setdefault(column, row)
+    figure_rows = {}
+    for title, by_column in panels.items():
+        if steps_trained(next(iter(by_column.values()))):
+            figure_rows[title] = sorted(by_column.items())
+            continue
+        chosen = {}
+        for sampler in dict.fromkeys(sampler for sampler, _ in by_column):
+            for budget in baseline_nfes:
+                within = [nfe for s, nfe in by_column if s == sampler and nfe <= budget]
+                if within:
+                    chosen[(sampler, max(within))] = by_column[(sampler, max(within))]
+        if chosen:
+            figure_rows[title] = list(chosen.items())
+    return figure_rows
+
+
+def plot_sample_grids(rows, path, baseline_nfes=GRID_NFES):
+    """The sample grids of grid_panels: DDGAN's divergences against T, then the baselines."""
     from matplotlib.image import imread
 
-    panels = {}  # divergence (or baseline sampler) -> steps -> row; DDGAN first by sort order
-    for row in rows:
-        if row["grid"] and Path(row["grid"]).is_file():
-            panels.setdefault(row["curve"], {})[row["steps"]] = row
-    if not panels:
+    figure_rows = grid_panels(rows, baseline_nfes)
+    if not figure_rows:
         return message_figure("no sample grids in the results (the grid column is empty)", path)
-    columns = sorted({steps for by_steps in panels.values() for steps in by_steps})
-    fig, axes = pyplot().subplots(len(panels), len(columns), squeeze=False,
-                                  figsize=(2.2 * len(columns), 2.4 * len(panels)))
-    for ax_row, by_steps in zip(axes, panels.values()):
-        for ax, steps in zip(ax_row, columns):
+    ddgan_columns = sorted({column for panels in figure_rows.values() for column, row in panels
+                            if steps_trained(row)})
+    width = max([len(ddgan_columns)] + [len(panels) for panels in figure_rows.values()])
+    fig, axes = pyplot().subplots(len(figure_rows), width, squeeze=False,
+                                  figsize=(2.2 * width, 2.4 * len(figure_rows)))
+    for ax_row, (title, panels) in zip(axes, figure_rows.items()):
+        for ax in ax_row:
             ax.axis("off")
-            if steps in by_steps:
-                image = imread(by_steps[steps]["grid"])
-                ax.imshow(image, cmap="gray" if image.ndim == 2 else None, interpolation="nearest")
-                ax.set_title(panel_title(by_steps[steps]), fontsize=9)
+        for i, (column, row) in enumerate(panels):
+            ax = ax_row[ddgan_columns.index(column) if steps_trained(row) else i]
+            image = imread(row["grid"])
+            ax.imshow(image, cmap="gray" if image.ndim == 2 else None, interpolation="nearest")
+            where = f"{steps_symbol(row)}={row['steps']}" if steps_trained(row) else \
+                f"{row['sampler']}, {row['nfe']} NFE"
+            ax.set_title(f"{title}, {where}", fontsize=9)
     save(fig, path)
 
 
-def plot_results(csv_paths, out_dir):
-    """Write the figures and tables above for the given results CSVs; returns {name: path written}."""
+def plot_results(csv_paths, out_dir, grid_nfes=GRID_NFES):
+    """Write the figures and tables above for the given results CSVs; returns {name: path written}.
+    grid_nfes: the baselines' budgets (network calls) in sample_grids.png."""
     rows = read_results(csv_paths)
     label_curves(rows)
     metric = the_one(rows, "metrics", lambda row: row["metric_name"])
@@ -375,7 +418,7 @@ def plot_results(csv_paths, out_dir):
         for name in ("fd_vs_nfe", "divergence_comparison"):
             message_figure(f"no {metric} in the results (evaluate with --metrics fid)", paths[name])
     plot_training_curves(rows, paths["training_curves"])
-    plot_sample_grids(rows, paths["sample_grids"])
+    plot_sample_grids(rows, paths["sample_grids"], grid_nfes)
     write_table(rows, metric, paths["results_md"])
     paths["results_json"].write_text(json.dumps(rows, indent=1) + "\n")
     return paths

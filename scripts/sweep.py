@@ -8,12 +8,14 @@ CONFIG_DIR/ddgan_<divergence>.yaml at each --steps T, and <baseline> from
 CONFIG_DIR/<baseline>.yaml sampled with each of its samplers at each --baseline-steps count;
 --seeds gives each cell one run per training seed (a seed other than 0 is named ..._seed<s>).
 
-Each finished cell writes its rows at once to OUT/results/cells/<cell>.json, with its grids in
-OUT/results/grids/, and the merged OUT/results/sweep.csv, the figures and the Markdown table
-(OUT/figures/results.md) are rewritten from every finished cell. A cell with rows is not run
-again (delete its JSON to redo it); an interrupted one resumes from its checkpoint. So a sweep
-stopped anywhere, machine lost included, costs at most the cells in flight: run the same
-command again.
+Each finished cell writes its rows at once to RESULTS/cells/<cell>.json, with its grids in
+RESULTS/grids/ and its periodic evaluation (the training curve) in RESULTS/curves/<cell>.csv,
+and the merged RESULTS/sweep.csv, the figures and the Markdown table (RESULTS/figures/) are
+rewritten from every finished cell. RESULTS (--results, default OUT/results) holds no
+checkpoint and needs no run folder: keep it under version control and a lost machine loses
+none of it. A cell with rows is not run again (delete its JSON to redo it); an interrupted one
+resumes from its checkpoint in OUT. So a sweep stopped anywhere costs at most the cells in
+flight: run the same command again.
 
 Executors (submitit): `local` (default) runs --jobs cells at once as processes of this machine,
 each on cores / jobs threads; `slurm` submits each cell as a SLURM job, at most --jobs queued at
@@ -31,6 +33,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,7 +80,7 @@ def run_cell(cell):
     torch.set_num_threads(o["threads"])
     settings = load_shared_config(Path(cell.config), list(cell.overrides))
     run_dir = train_once(settings)
-    results = Path(o["out"]) / "results"
+    results = Path(o["results"])
     evaluate = dict(num_samples=o["num_samples"], metrics=o["metrics"], seed=o["eval_seed"],
                     grid_dir=results / "grids", samplers=list(cell.samplers) or None)
     rows = evaluate_runs([run_dir], o["extractor"], steps=list(cell.eval_steps) or None, **evaluate)
@@ -85,21 +88,26 @@ def run_cell(cell):
         rows += evaluate_runs([run_dir], o["extractor"], steps=list(cell.extra_steps),  # its default sampler
                               **{**evaluate, "num_samples": o["extra_samples"],
                                  "samplers": [METHODS[settings.method].default_sampler()]})
-    for row in rows:  # grids are named relative to results/, where sweep.csv names them too
+    curve = results / "curves" / f"{cell.name}.csv"
+    if (run_dir / "eval.csv").is_file():
+        curve.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run_dir / "eval.csv", curve)
+    for row in rows:  # paths relative to RESULTS, where sweep.csv names them too
         row["grid"] = os.path.relpath(row["grid"], results)
+        row["eval_csv"] = os.path.relpath(curve, results) if row["eval_csv"] else ""
     text = json.dumps(rows, indent=2) + "\n"
-    atomic_write(cell_file(o["out"], cell.name), lambda f: f.write(text.encode()))
+    atomic_write(cell_file(results, cell.name), lambda f: f.write(text.encode()))
     return rows
 
 
-def cell_file(out, name):
-    return Path(out) / "results" / "cells" / f"{name}.json"
+def cell_file(results, name):
+    return Path(results) / "cells" / f"{name}.json"
 
 
 def plan_cells(args):
     """Every cell of the sweep, in the order the table lists them."""
     config_dir, out = Path(args.config_dir), Path(args.out)
-    options = {"out": str(out), "extractor": f"featnet:{args.featnet}", "threads": args.threads,
+    options = {"results": str(args.results), "extractor": f"featnet:{args.featnet}", "threads": args.threads,
                "num_samples": args.num_samples, "metrics": args.metrics.split(","),
                "eval_seed": args.eval_seed, "extra_samples": args.extra_samples or args.num_samples}
     extra = {}
@@ -137,22 +145,22 @@ def plan_cells(args):
     return cells
 
 
-def merge(out, cells):
+def merge(results, cells):
     """sweep.csv from every finished cell's rows, in the cells' order; returns its path."""
-    rows = [row for cell in cells if cell_file(out, cell.name).is_file()
-            for row in json.loads(cell_file(out, cell.name).read_text())]
-    path = Path(out) / "results" / "sweep.csv"
+    rows = [row for cell in cells if cell_file(results, cell.name).is_file()
+            for row in json.loads(cell_file(results, cell.name).read_text())]
+    path = Path(results) / "sweep.csv"
     if rows:
         write_csv(path, RESULT_COLUMNS, rows)
     return path if rows else None
 
 
-def report(out, cells):
-    path = merge(out, cells)
+def report(results, cells):
+    path = merge(results, cells)
     if path is not None:
         from ddgan.plot import plot_results
 
-        plot_results([path], Path(out) / "figures")
+        plot_results([path], Path(results) / "figures")
     return path
 
 
@@ -171,7 +179,7 @@ def make_executor(args):
     return executor
 
 
-def run_cells(executor, cells, jobs, out, poll_s=2.0):
+def run_cells(executor, cells, jobs, results, poll_s=2.0):
     """Keep `jobs` cells running until every one has finished or failed; after each that
     finishes, re-merge the results. Returns the failed cells' names."""
     pending, running, failed = list(cells), {}, []
@@ -189,7 +197,7 @@ def run_cells(executor, cells, jobs, out, poll_s=2.0):
                 failed.append(cell.name)
                 print(f"FAILED {cell.name} (log: {job.paths.stderr}):\n{error}", flush=True)
                 continue
-            report(out, cells)
+            report(results, cells)
             fds = ", ".join(f"{r['sampler']} {r['steps']}: {r['fd']:.2f}" for r in rows)
             print(f"finished {cell.name}: {rows[0]['metric_name']} {fds}", flush=True)
     return failed
@@ -197,7 +205,10 @@ def run_cells(executor, cells, jobs, out, poll_s=2.0):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True, help="folder for the runs, results and figures")
+    parser.add_argument("--out", required=True, help="folder for the runs (checkpoints, logs)")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="folder for each cell's rows, grids and curve, the merged CSV and the "
+                        "figures (default OUT/results)")
     parser.add_argument("--config-dir", default="configs/fmnist")
     parser.add_argument("--divergences", nargs="*", default=list(DIVERGENCES))
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4, 8], help="DDGAN's T values")
@@ -235,6 +246,7 @@ def parse_args(argv=None):
     parser.add_argument("--cpus-per-job", type=int, default=1)
     parser.add_argument("--list", action="store_true", help="print each cell and its state, run none")
     args = parser.parse_args(argv)
+    args.results = args.results or Path(args.out) / "results"
     if args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
     if args.threads is None:
@@ -247,7 +259,7 @@ def parse_args(argv=None):
 
 
 def state(cell):
-    if cell_file(cell.options["out"], cell.name).is_file():
+    if cell_file(cell.options["results"], cell.name).is_file():
         return "finished"
     return "started" if Run(cell.run_dir).last.exists() else "new"
 
@@ -270,10 +282,11 @@ def main(argv=None):
     print(f"{len(cells)} cell(s): {len(cells) - len(todo)} finished, {len(todo)} to run, "
           f"{args.jobs} at once on {args.threads} thread(s) each", flush=True)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the local workers inherit it
-    failed = run_cells(make_executor(args), todo, args.jobs, args.out) if todo else []
-    path = report(args.out, cells)
+    results = args.results
+    failed = run_cells(make_executor(args), todo, args.jobs, results) if todo else []
+    path = report(results, cells)
     if path is not None:
-        print(f"results: {path}; figures and table: {Path(args.out) / 'figures'}")
+        print(f"results: {path}; figures and table: {Path(results) / 'figures'}")
     if failed:
         raise SystemExit(f"{len(failed)} cell(s) failed: {', '.join(failed)}; the others' rows are "
                          f"written. Fix the cause and run the same command again.")

@@ -1,11 +1,12 @@
 """`ddgan plot`: the figures exist, and results.md and results.json say exactly what the CSVs say."""
 import csv
 import json
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from ddgan.plot import COLUMNS, format_value, nfe_labels, plot_results
+from ddgan.plot import COLUMNS, format_value, grid_panels, nfe_labels, periodic_histories, plot_results, read_results
 
 OUTPUTS = {"fd_vs_nfe": b"\x89PNG", "divergence_comparison": b"\x89PNG", "training_curves": b"\x89PNG",
            "sample_grids": b"\x89PNG", "results_md": b"", "results_json": b""}
@@ -17,7 +18,7 @@ def result(run, method, divergence, sampler, steps, nfe, fd, kid="", grid=""):
             "precision": 0.61234, "recall": 0.45678, "n_samples": 2000, "extractor": "featnet",
             "extractor_hash": "ab12cd", "data": "Fashion-MNIST", "seed": 0, "train_seed": 0, "img_per_s": 1234.56,
             "ckpt_step": 100, "images_seen": 6400, "train_seconds": 7200.0, "train_cpu_seconds": 7190.4,
-            "wall_seconds": 3.5, "grid": grid}
+            "wall_seconds": 3.5, "grid": grid, "eval_csv": ""}
 
 
 def write_csv(path, rows, columns=COLUMNS):
@@ -142,7 +143,7 @@ def test_mixed_metric_names_are_refused(results, tmp_path):
 def test_missing_optional_columns_and_inputs(tmp_path):
     """No kid/precision columns at all, no grids, no eval.csv: still every output, with "—"."""
     row = result(str(tmp_path / "runs" / "x"), "edm", "", "euler", 4, 4, 77.777)
-    columns = [c for c in COLUMNS if c not in ("kid", "kid_std", "precision", "recall", "grid")]
+    columns = [c for c in COLUMNS if c not in ("kid", "kid_std", "precision", "recall", "grid", "eval_csv")]
     path = write_csv(tmp_path / "r.csv", [{c: row[c] for c in columns}], columns=columns)
     paths = plot_results([path], tmp_path / "figures")
     [cells] = read_table(paths["results_md"])
@@ -163,6 +164,38 @@ def test_periodic_evaluations_are_found_and_checked_too(results, tmp_path):
                        "extractor_hash"])
     with pytest.raises(ValueError, match=r"periodic metrics 'FD-cls' and 'FID'"):
         plot_results(results[0], tmp_path / "figures")
+
+
+def test_a_results_folder_without_its_runs_keeps_grids_curves_and_the_grid_layout(tmp_path):
+    """A sweep's results folder, its runs gone: the grids and curves beside its CSV are found;
+    the grid figure holds DDGAN's divergences against T (the lowest training seed) and each
+    baseline's samplers at the most network calls within 4 and within 32."""
+    folder = tmp_path / "results"
+    rows = [result("gone/js_T1", "ddgan", "js", "ddgan", 1, 1, 50.0),
+            result("gone/js_T2", "ddgan", "js", "ddgan", 2, 2, 40.0),
+            result("gone/js_T2_seed1", "ddgan", "js", "ddgan", 2, 2, 41.0) | {"train_seed": 1},
+            result("gone/tv_T2", "ddgan", "tv", "ddgan", 2, 2, 45.0)]
+    rows += [result("gone/edm", "edm", "", "heun", n, 2 * n - 1, 90.0 - n) for n in (1, 2, 3, 16, 17)]
+    rows += [result("gone/edm", "edm", "", "euler", n, n, 95.0 - n) for n in (4, 8, 32)]
+    for i, row in enumerate(rows):
+        row["grid"] = f"grids/{i}.png"
+        write_grid(folder / row["grid"], 10 * i)
+    rows[0]["eval_csv"] = "curves/js_T1.csv"
+    write_csv(folder / "curves" / "js_T1.csv", [
+        {"step": s, "images_seen": 64 * s, "train_seconds": 3.0 * s, "metric_name": "FD-cls", "fd": 90.0 / s,
+         "n_samples": 500, "extractor": "featnet", "extractor_hash": "ab12cd"} for s in (10, 20)],
+        columns=["step", "images_seen", "train_seconds", "metric_name", "fd", "n_samples", "extractor",
+                 "extractor_hash"])
+    merged = read_results([write_csv(folder / "sweep.csv", rows)])
+
+    [(run, (row, history))] = periodic_histories(merged).items()
+    assert run == "gone/js_T1" and [p["fd"] for p in history] == [9.0, 4.5]
+    panels = {title: [(column, Path(row["grid"]).name) for column, row in figure_row]
+              for title, figure_row in grid_panels(merged).items()}
+    assert panels == {"DDGAN js": [(1, "0.png"), (2, "1.png")], "DDGAN tv": [(2, "3.png")],
+                      "EDM": [(("euler", 4), "9.png"), (("euler", 32), "11.png"),
+                              (("heun", 3), "5.png"), (("heun", 31), "7.png")]}
+    assert plot_results([folder / "sweep.csv"], tmp_path / "figures")["sample_grids"].stat().st_size > 1000
 
 
 def test_nfe_labels_skip_neighbours_that_would_overlap():
@@ -200,7 +233,7 @@ def test_a_damaged_row_is_refused_with_its_line_number(tmp_path):
     lines = path.read_text().splitlines()
     cut = lines[2][:lines[2].index("1.7059") + 5]  # ends inside the KID cell
     path.write_text("\n".join(lines[:2] + [cut]) + "\n")
-    with pytest.raises(ValueError, match=r"r\.csv line 3: 9 cells where the header has 25"):
+    with pytest.raises(ValueError, match=r"r\.csv line 3: 9 cells where the header has 26"):
         plot_results([path], tmp_path / "figures")
     path.write_text("\n".join(lines[:2] + [lines[2].replace("1.7059", "1.70x9")]) + "\n")
     with pytest.raises(ValueError, match=r"line 3: kid holds '1.70x9', not a number"):

@@ -24,13 +24,14 @@ def sweep(out, featnet, root, *args, check=True):
 
 def test_sweep_runs_cells_in_parallel_then_merges_eval_and_plot(fake_data, tmp_path):
     root, featnet = fake_data
-    out = tmp_path / "sweep"
-    sweep(out, featnet, root, "--config-dir", str(REPO / "configs/fmnist"), "--divergences", "js", "tv",
+    out, kept = tmp_path / "sweep", tmp_path / "kept"  # the runs; the results, to keep (--results)
+    sweep(out, featnet, root, "--results", str(kept), "--config-dir", str(REPO / "configs/fmnist"),
+          "--divergences", "js", "tv",
           "--steps", "1", "2", "--baseline-steps", "1", "2", "--max-steps", "3", "--jobs", "2",
           "--extra-steps", "ddpm=5", "--extra-samples", "20",
           "--set", "eval.every_images=8", "eval.num_samples=16", "eval.steps=2")
 
-    with open(out / "results" / "sweep.csv", newline="") as f:
+    with open(kept / "sweep.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     # DDPM's reference point: its default sampler only, at its own sample count
     [extra] = [r for r in rows if r["n_samples"] == "20"]
@@ -45,9 +46,12 @@ def test_sweep_runs_cells_in_parallel_then_merges_eval_and_plot(fake_data, tmp_p
         assert row["metric_name"] == "FD-cls" and row["n_samples"] == "40"
         assert row["extractor"] == "featnet" and row["data"] == "Fashion-MNIST"
         assert float(row["img_per_s"]) > 0 and float(row["fd"]) >= 0 and row["kid"] and row["recall"]
-        assert int(row["ckpt_step"]) == 3 and (out / "results" / row["grid"]).is_file()
+        assert int(row["ckpt_step"]) == 3 and (kept / row["grid"]).is_file()
         assert float(row["train_cpu_seconds"]) > 0
-    figures = out / "figures"
+        # its training curve, copied beside the results: the figures need no run folder
+        run = out / row["run"].rsplit("/", 1)[-1]
+        assert (kept / row["eval_csv"]).read_bytes() == (run / "eval.csv").read_bytes()
+    figures = kept / "figures"
     for name in FIGURES:
         assert (figures / f"{name}.png").stat().st_size > 10_000, name
     table = (figures / "results.md").read_text()
@@ -62,7 +66,7 @@ def test_sweep_runs_cells_in_parallel_then_merges_eval_and_plot(fake_data, tmp_p
 
     # Two at once: some cell started (its config.yaml) before another one had finished (its rows).
     spans = sorted(((out / cell).joinpath("config.yaml").stat().st_mtime,
-                    (out / "results" / "cells" / f"{cell}.json").stat().st_mtime)
+                    (kept / "cells" / f"{cell}.json").stat().st_mtime)
                    for cell in {r["run"].rsplit("/", 1)[-1] for r in rows})
     assert any(later_start < end for (_, end), (later_start, _) in zip(spans, spans[1:]))
 
