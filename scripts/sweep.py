@@ -11,7 +11,8 @@ CONFIG_DIR/<baseline>.yaml sampled with each of its samplers at each --baseline-
 Each finished cell writes its rows at once to RESULTS/cells/<cell>.json, with its grids in
 RESULTS/grids/ and its periodic evaluation (the training curve) in RESULTS/curves/<cell>.csv,
 and the merged RESULTS/sweep.csv, the figures and the Markdown table (RESULTS/figures/) are
-rewritten from every finished cell. RESULTS (--results, default OUT/results) holds no
+rewritten from every finished cell there, this command's or an earlier one's (say the seed
+cells). `--baseline-samples 16=2000` evaluates a baseline's costly step counts on fewer samples. RESULTS (--results, default OUT/results) holds no
 checkpoint and needs no run folder: keep it under version control and a lost machine loses
 none of it. A cell with rows is not run again (delete its JSON to redo it); an interrupted one
 resumes from its checkpoint in OUT. So a sweep stopped anywhere costs at most the cells in
@@ -53,9 +54,9 @@ class Cell:
     config: str
     overrides: tuple
     run_dir: str
-    eval_steps: tuple = ()      # () = the method's default (a DDGAN's trained T)
-    samplers: tuple = ()        # () = the method's eval samplers
-    extra_steps: tuple = ()     # with the default sampler at extra_samples samples (a costly reference point)
+    # (steps, samplers, samples) per evaluation; () steps: the method's default (a DDGAN's
+    # trained T), () samplers: the method's eval samplers
+    evaluations: tuple = (((), (), None),)
     options: dict = field(default_factory=dict)  # the sweep's evaluation settings
 
 
@@ -81,13 +82,11 @@ def run_cell(cell):
     settings = load_shared_config(Path(cell.config), list(cell.overrides))
     run_dir = train_once(settings)
     results = Path(o["results"])
-    evaluate = dict(num_samples=o["num_samples"], metrics=o["metrics"], seed=o["eval_seed"],
-                    grid_dir=results / "grids", samplers=list(cell.samplers) or None)
-    rows = evaluate_runs([run_dir], o["extractor"], steps=list(cell.eval_steps) or None, **evaluate)
-    if cell.extra_steps:
-        rows += evaluate_runs([run_dir], o["extractor"], steps=list(cell.extra_steps),  # its default sampler
-                              **{**evaluate, "num_samples": o["extra_samples"],
-                                 "samplers": [METHODS[settings.method].default_sampler()]})
+    rows = []
+    for steps, samplers, num_samples in cell.evaluations:
+        rows += evaluate_runs([run_dir], o["extractor"], steps=list(steps) or None,
+                              samplers=list(samplers) or None, num_samples=num_samples or o["num_samples"],
+                              metrics=o["metrics"], seed=o["eval_seed"], grid_dir=results / "grids")
     curve = results / "curves" / f"{cell.name}.csv"
     if (run_dir / "eval.csv").is_file():
         curve.parent.mkdir(parents=True, exist_ok=True)
@@ -109,7 +108,7 @@ def plan_cells(args):
     config_dir, out = Path(args.config_dir), Path(args.out)
     options = {"results": str(args.results), "extractor": f"featnet:{args.featnet}", "threads": args.threads,
                "num_samples": args.num_samples, "metrics": args.metrics.split(","),
-               "eval_seed": args.eval_seed, "extra_samples": args.extra_samples or args.num_samples}
+               "eval_seed": args.eval_seed}
     extra = {}
     for item in args.extra_steps:
         method, _, counts = item.partition("=")
@@ -117,6 +116,9 @@ def plan_cells(args):
             raise SystemExit(f"--extra-steps {item!r}: give METHOD=STEPS[,STEPS...] with a method "
                              f"of {', '.join(METHODS)}")
         extra[method] = tuple(int(k) for k in counts.split(","))
+    by_samples = {}  # the baselines' step counts, grouped by their sample count
+    for steps in args.baseline_steps:
+        by_samples.setdefault(args.baseline_samples.get(steps), []).append(steps)
     cells = []
 
     def add(name, config, overrides, seed, **evaluation):
@@ -139,24 +141,27 @@ def plan_cells(args):
                 add(f"ddgan_{divergence}_T{t}", config_dir / f"ddgan_{divergence.replace('-', '_')}.yaml",
                     [f"ddgan.denoising_steps={t}"], seed)
         for baseline in args.baselines:
-            add(baseline, config_dir / f"{baseline}.yaml", [], seed,
-                eval_steps=tuple(args.baseline_steps), samplers=METHODS[baseline].samplers,
-                extra_steps=extra.get(baseline, ()))
+            method = METHODS[baseline]
+            evaluations = [(tuple(steps), method.samplers, n) for n, steps in by_samples.items()]
+            if baseline in extra:  # its default sampler only
+                evaluations.append((extra[baseline], (method.default_sampler(),), args.extra_samples))
+            add(baseline, config_dir / f"{baseline}.yaml", [], seed, evaluations=tuple(evaluations))
     return cells
 
 
-def merge(results, cells):
-    """sweep.csv from every finished cell's rows, in the cells' order; returns its path."""
-    rows = [row for cell in cells if cell_file(results, cell.name).is_file()
-            for row in json.loads(cell_file(results, cell.name).read_text())]
+def merge(results):
+    """sweep.csv from the rows of every finished cell in RESULTS, this command's or an earlier
+    one's (say the seed cells), in the order of the cells' names; returns its path."""
+    rows = [row for path in sorted((Path(results) / "cells").glob("*.json"))
+            for row in json.loads(path.read_text())]
     path = Path(results) / "sweep.csv"
     if rows:
         write_csv(path, RESULT_COLUMNS, rows)
     return path if rows else None
 
 
-def report(results, cells):
-    path = merge(results, cells)
+def report(results):
+    path = merge(results)
     if path is not None:
         from ddgan.plot import plot_results
 
@@ -197,7 +202,7 @@ def run_cells(executor, cells, jobs, results, poll_s=2.0):
                 failed.append(cell.name)
                 print(f"FAILED {cell.name} (log: {job.paths.stderr}):\n{error}", flush=True)
                 continue
-            report(results, cells)
+            report(results)
             fds = ", ".join(f"{r['sampler']} {r['steps']}: {r['fd']:.2f}" for r in rows)
             print(f"finished {cell.name}: {rows[0]['metric_name']} {fds}", flush=True)
     return failed
@@ -218,6 +223,9 @@ def parse_args(argv=None):
                         "(default: every registered one)")
     parser.add_argument("--baseline-steps", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32],
                         help="the baselines' --steps, with each of their samplers")
+    parser.add_argument("--baseline-samples", nargs="*", default=[], metavar="STEPS=N",
+                        help="another sample count for some --baseline-steps, e.g. 16=2000 32=2000 "
+                        "(default --num-samples)")
     parser.add_argument("--extra-steps", nargs="*", default=[], metavar="METHOD=STEPS",
                         help="more step counts for one baseline, with its default sampler at "
                         "--extra-samples samples, e.g. ddpm=1000 (its reference point)")
@@ -247,6 +255,14 @@ def parse_args(argv=None):
     parser.add_argument("--list", action="store_true", help="print each cell and its state, run none")
     args = parser.parse_args(argv)
     args.results = args.results or Path(args.out) / "results"
+    try:
+        args.baseline_samples = {int(steps): int(n) for steps, n in
+                                 (item.split("=") for item in args.baseline_samples)}
+    except ValueError:
+        parser.error(f"--baseline-samples {' '.join(args.baseline_samples)}: give STEPS=N pairs, e.g. 16=2000")
+    unplanned = set(args.baseline_samples) - set(args.baseline_steps)
+    if unplanned:
+        parser.error(f"--baseline-samples names steps {sorted(unplanned)} that --baseline-steps lacks")
     if args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
     if args.threads is None:
@@ -284,7 +300,7 @@ def main(argv=None):
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the local workers inherit it
     results = args.results
     failed = run_cells(make_executor(args), todo, args.jobs, results) if todo else []
-    path = report(results, cells)
+    path = report(results)
     if path is not None:
         print(f"results: {path}; figures and table: {Path(results) / 'figures'}")
     if failed:

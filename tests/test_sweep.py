@@ -28,7 +28,7 @@ def test_sweep_runs_cells_in_parallel_then_merges_eval_and_plot(fake_data, tmp_p
     sweep(out, featnet, root, "--results", str(kept), "--config-dir", str(REPO / "configs/fmnist"),
           "--divergences", "js", "tv",
           "--steps", "1", "2", "--baseline-steps", "1", "2", "--max-steps", "3", "--jobs", "2",
-          "--extra-steps", "ddpm=5", "--extra-samples", "20",
+          "--baseline-samples", "2=24", "--extra-steps", "ddpm=5", "--extra-samples", "20",
           "--set", "eval.every_images=8", "eval.num_samples=16", "eval.steps=2")
 
     with open(kept / "sweep.csv", newline="") as f:
@@ -42,8 +42,9 @@ def test_sweep_runs_cells_in_parallel_then_merges_eval_and_plot(fake_data, tmp_p
     assert len(rows) == 4 + 2 * sum(len(m.samplers) for m in baselines)
     edm = sorted((r["sampler"], int(r["steps"]), int(r["nfe"])) for r in rows if r["method"] == "edm")
     assert edm == [("euler", 1, 1), ("euler", 2, 2), ("heun", 1, 1), ("heun", 2, 3)]
-    for row in rows:
-        assert row["metric_name"] == "FD-cls" and row["n_samples"] == "40"
+    for row in rows:  # --baseline-samples: a baseline's 2 steps on 24 samples
+        n = "24" if row["method"] != "ddgan" and row["steps"] == "2" else "40"
+        assert row["metric_name"] == "FD-cls" and row["n_samples"] == n
         assert row["extractor"] == "featnet" and row["data"] == "Fashion-MNIST"
         assert float(row["img_per_s"]) > 0 and float(row["fd"]) >= 0 and row["kid"] and row["recall"]
         assert int(row["ckpt_step"]) == 3 and (kept / row["grid"]).is_file()
@@ -105,4 +106,8 @@ def test_sweep_skips_finished_cells_resumes_interrupted_ones_and_survives_a_fail
     rows = json.loads((out / "results" / "cells" / "ddgan_js_T2.json").read_text())
     assert [(r["steps"], r["ckpt_step"]) for r in rows] == [(2, 4)]
     with open(out / "results" / "sweep.csv", newline="") as f:  # merged: both finished cells
+        assert sorted(r["run"].rsplit("/", 1)[-1] for r in csv.DictReader(f)) == ["ddgan_js_T1", "ddgan_js_T2"]
+    # A command for one cell (say the seed cells) keeps the other cells' rows in the merge.
+    sweep(out, featnet, root, *common, "--steps", "2", "--baselines")
+    with open(out / "results" / "sweep.csv", newline="") as f:
         assert sorted(r["run"].rsplit("/", 1)[-1] for r in csv.DictReader(f)) == ["ddgan_js_T1", "ddgan_js_T2"]
