@@ -41,7 +41,7 @@ def test_the_cpu_study_has_every_divergence_and_baseline_on_one_backbone():
     assert all(b == backbones["ddgan_js"] for b in backbones.values()), backbones
     images = {name: s.train.max_steps * s.train.batch_size * method_class(s).batches_per_step(s)
               for name, s in settings.items()}
-    assert set(images.values()) == {160_000}, images
+    assert set(images.values()) == {96_000}, images
     assert all(s.data.name == "fmnist" for s in settings.values())
 
 
