@@ -8,7 +8,12 @@ line) and each run's periodic `<run>/eval.csv`, and writes to `out_dir`:
   training_curves.png         the periodic metric against images seen and against training hours
   sample_grids.png            the sample grids: a row per DDGAN divergence, a column per T, then
                               a row per baseline at 4 and 32 network calls (grid_nfes)
-  results.md, results.json    the merged rows, as a Markdown table and as parsed numbers
+  results.md, results.json    the merged rows, as a Markdown table and as parsed numbers; results.md
+                              also gives each result's spread over training seeds and the
+                              differences beside it (spread_lines)
+
+Results that differ only in their training seed are one point in the figures: the mean, with
+the standard deviation over seeds as an error bar.
 
 Numbers from different feature networks or data sets are refused rather than drawn on
 one axis. A curve is a method and its divergence or sampler; where two runs would put a
@@ -160,13 +165,64 @@ def format_value(value, column):
 
 def seed_groups(rows):
     """Results that differ only in the training seed (the same method, variant, steps, images
-    seen, samples and features), where there are at least two seeds: {key: [rows]}."""
+    seen, samples and features), where there are at least two seeds: {key: [rows, by seed]}."""
     groups = {}
     for row in rows:
         if row.get("train_seed") is not None and row["fd"] is not None:
             key = (row["method"], variant(row), row["steps"], row["nfe"], row["images_seen"], row["n_samples"])
             groups.setdefault(key, []).append(row)
-    return {key: group for key, group in groups.items() if len({r["train_seed"] for r in group}) > 1}
+    return {key: sorted(group, key=lambda r: r["train_seed"]) for key, group in groups.items()
+            if len({r["train_seed"] for r in group}) > 1}
+
+
+def seed_means(rows):
+    """The results as the figures draw them: each seed group as one point (its lowest seed's row
+    with the mean fd, and fd_std the standard deviation over seeds, n - 1), the rest as they are
+    (fd_std None); "rows" lists the results behind each point."""
+    groups, points = seed_groups(rows), {}
+    group_of = {id(row): key for key, group in groups.items() for row in group}
+    for row in rows:
+        key = group_of.get(id(row), id(row))
+        if key in points:
+            continue
+        if key in groups:
+            fds = [r["fd"] for r in groups[key]]
+            points[key] = {**groups[key][0], "fd": statistics.mean(fds), "fd_std": statistics.stdev(fds),
+                           "rows": groups[key]}
+        else:
+            points[key] = {**row, "fd_std": None, "rows": [row]}
+    return list(points.values())
+
+
+def point_name(point):
+    name = f"{point['method']} {variant(point)} {steps_symbol(point)}={point['steps']}"
+    return name if point["fd_std"] is None else f"{name} ({format_value(point['fd'], 'fd')} ± " \
+                                                 f"{format_value(point['fd_std'], 'fd')})"
+
+
+def spread_lines(rows, metric):
+    """results.md's comparison against the seed spread: each seed-averaged result against every
+    other result that spends at most its network calls, on as many samples; a difference counts as beyond the spread
+    where it exceeds twice the larger of the two standard deviations over seeds."""
+    points = [point for point in seed_means(rows) if point["fd"] is not None]
+    lines = []
+    for averaged in (point for point in points if point["fd_std"] is not None):
+        for other in sorted(points, key=lambda point: point["fd"]):
+            if other is averaged or other["nfe"] > averaged["nfe"] or other["n_samples"] != averaged["n_samples"]:
+                continue
+            difference = other["fd"] - averaged["fd"]
+            spread = max(averaged["fd_std"], other["fd_std"] or 0.0)
+            lines.append(f"| {point_name(averaged)} | {point_name(other)} | {other['nfe']} "
+                         f"| {format_value(other['fd'], 'fd')} | {difference:+.2f} "
+                         f"| {'yes' if abs(difference) > 2 * spread else 'no'} |")
+    if not lines:
+        return []
+    return ["", f"Against the seed spread: each seed-averaged result (mean ± std) against every "
+            f"result with at most its NFE on as many samples, lowest {metric} first; the difference (the other minus "
+            f"the mean) is beyond the spread where it exceeds twice the larger standard deviation "
+            f"over seeds of the two.", "",
+            f"| seed-averaged | against | its NFE | its {metric} | difference | beyond 2 std |",
+            "|---|---|---|---|---|---|", *lines]
 
 
 def write_table(rows, metric, path):
@@ -197,12 +253,12 @@ def write_table(rows, metric, path):
                   f"| method | divergence / sampler | steps | NFE | {metric} | seeds | values |",
                   "|---|---|---|---|---|---|---|"]
         for (method, name, steps, nfe, _, _), group in spread.items():
-            group = sorted(group, key=lambda r: r["train_seed"])
             fds = [r["fd"] for r in group]  # seed_groups holds two or more seeds
             values = ", ".join(format_value(fd, "fd") for fd in fds)
             lines.append(f"| {method} | {name} | {steps} | {nfe} | {format_value(statistics.mean(fds), 'fd')} ± "
                          f"{format_value(statistics.stdev(fds), 'fd')} | {' '.join(str(r['train_seed']) for r in group)} "
                          f"| {values} |")
+    lines += spread_lines(rows, metric)
     Path(path).write_text("\n".join(lines) + "\n")
 
 
@@ -238,11 +294,16 @@ def nfe_labels(nfes, min_ratio=1.3):
     return labels
 
 
+def error_bars(curve):
+    """The standard deviation over training seeds at each point of a curve (0 where one seed)."""
+    return [point["fd_std"] or 0.0 for point in curve]
+
+
 def plot_fd_vs_nfe(rows, metric, colours, path):
     fig, ax = pyplot().subplots(figsize=(6.5, 4.5))
     for label, curve in curves(rows).items():
-        ax.plot([row["nfe"] for row in curve], [row["fd"] for row in curve], "o-",
-                color=colours[label], label=label)
+        ax.errorbar([row["nfe"] for row in curve], [row["fd"] for row in curve], yerr=error_bars(curve),
+                    fmt="o-", capsize=3, color=colours[label], label=label)
     ax.set_xscale("log")
     nfes = sorted({row["nfe"] for row in rows})
     ax.set_xticks(nfes, nfe_labels(nfes))  # the NFEs evaluated, not powers of ten
@@ -261,15 +322,16 @@ def plot_divergence_comparison(rows, metric, colours, path):
         return message_figure("no DDGAN results to compare divergences", path)
     fig, ax = pyplot().subplots(figsize=(6.5, 4.5))
     for label, curve in curves(compared).items():
-        ax.plot([row["steps"] for row in curve], [row["fd"] for row in curve], "o-",
-                color=colours[label], label=label)
+        ax.errorbar([row["steps"] for row in curve], [row["fd"] for row in curve], yerr=error_bars(curve),
+                    fmt="o-", capsize=3, color=colours[label], label=label)
     # A DDGAN step is one network call, so baselines sit at their NFE on the same axis.
     t_values = sorted({row["steps"] for row in compared})
     for label, curve in curves([row for row in rows if not row["divergence"]]).items():
         inside = [row for row in curve if t_values[0] <= row["nfe"] <= t_values[-1]]
         if inside:
-            ax.plot([row["nfe"] for row in inside], [row["fd"] for row in inside], "s--",
-                    color=colours[label], label=f"{label} (at its NFE)")
+            ax.errorbar([row["nfe"] for row in inside], [row["fd"] for row in inside],
+                        yerr=error_bars(inside), fmt="s--", capsize=3, color=colours[label],
+                        label=f"{label} (at its NFE)")
         else:
             best = min(curve, key=lambda row: row["fd"])
             ax.axhline(best["fd"], ls="--", color=colours[label],
@@ -397,7 +459,11 @@ def plot_results(csv_paths, out_dir, grid_nfes=GRID_NFES):
     """Write the figures and tables above for the given results CSVs; returns {name: path written}.
     grid_nfes: the baselines' budgets (network calls) in sample_grids.png."""
     rows = read_results(csv_paths)
-    label_curves(rows)
+    points = seed_means(rows)  # the figures' points: one per result, seeds averaged
+    label_curves(points)
+    for point in points:  # results.json gives each row the curve it is drawn on
+        for row in point["rows"]:
+            row["curve"] = point["curve"]
     metric = the_one(rows, "metrics", lambda row: row["metric_name"])
     the_one(rows, "feature networks", features)
     the_one(rows, "data sets", lambda row: row["data"])
@@ -409,8 +475,8 @@ def plot_results(csv_paths, out_dir, grid_nfes=GRID_NFES):
              "sample_grids": out_dir / "sample_grids.png",
              "results_md": out_dir / "results.md",
              "results_json": out_dir / "results.json"}
-    colours = {label: f"C{i % 10}" for i, label in enumerate(curves(rows))}  # same colour in every figure
-    scored = [row for row in rows if row["fd"] is not None]  # `ddgan eval --metrics kid,pr` has no fd
+    colours = {label: f"C{i % 10}" for i, label in enumerate(curves(points))}  # same colour in every figure
+    scored = [point for point in points if point["fd"] is not None]  # `ddgan eval --metrics kid,pr` has no fd
     if scored:
         plot_fd_vs_nfe(scored, metric, colours, paths["fd_vs_nfe"])
         plot_divergence_comparison(scored, metric, colours, paths["divergence_comparison"])

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ddgan.plot import COLUMNS, format_value, grid_panels, nfe_labels, periodic_histories, plot_results, read_results
+from ddgan.plot import (COLUMNS, format_value, grid_panels, label_curves, nfe_labels, periodic_histories, plot_results,
+                        read_results, seed_means)
 
 OUTPUTS = {"fd_vs_nfe": b"\x89PNG", "divergence_comparison": b"\x89PNG", "training_curves": b"\x89PNG",
            "sample_grids": b"\x89PNG", "results_md": b"", "results_json": b""}
@@ -253,3 +254,27 @@ def test_table_gives_the_spread_over_training_seeds(tmp_path):
     spread = [line for line in text.splitlines() if line.startswith("| ddgan | js |")]
     std = (((10 - 13) ** 2 + (12 - 13) ** 2 + (17 - 13) ** 2) / 2) ** 0.5
     assert spread == [f"| ddgan | js | 4 | 4 | 13.00 ± {std:.2f} | 0 1 2 | 10.00, 12.00, 17.00 |"]
+
+
+def test_seeds_are_one_point_and_each_difference_is_weighed_against_their_spread(tmp_path):
+    """The figures draw a seed group as its mean (one curve with the single-seed T = 2); results.md
+    compares it with every result at no more NFE on as many samples, beyond 2 std or not."""
+    rows = [{**result(f"study/ddgan_js_T4{'_seed%d' % s if s else ''}", "ddgan", "js", "ddgan", 4, 4, fd),
+             "train_seed": s} for s, fd in [(0, 10.0), (1, 12.0), (2, 17.0)]]
+    rows += [result("study/ddgan_js_T2", "ddgan", "js", "ddgan", 2, 2, 30.0),
+             result("study/ddgan_tv_T4", "ddgan", "tv", "ddgan", 4, 4, 25.0),
+             result("study/ddpm", "ddpm", "", "ddim", 4, 4, 15.0),
+             result("study/ddpm", "ddpm", "", "ddim", 8, 8, 1.0),  # more calls
+             {**result("study/ddpm", "ddpm", "", "ancestral", 4, 4, 2.0), "n_samples": 500}]
+    std = (((10 - 13) ** 2 + (12 - 13) ** 2 + (17 - 13) ** 2) / 2) ** 0.5
+    points = seed_means(read_results([write_csv(tmp_path / "r.csv", rows)]))
+    label_curves(points)
+    js = sorted((p for p in points if p["curve"] == "DDGAN js"), key=lambda p: p["steps"])
+    assert [(p["steps"], p["fd"], p["fd_std"]) for p in js] == [(2, 30.0, None), (4, 13.0, pytest.approx(std))]
+    assert len(points) == len(rows) - 2
+    paths = plot_results([tmp_path / "r.csv"], tmp_path / "figures")
+    lines = paths["results_md"].read_text().split("| beyond 2 std |")[1].splitlines()[2:]
+    group = f"ddgan js T=4 (13.00 ± {std:.2f})"
+    assert lines == [f"| {group} | ddpm ddim K=4 | 4 | 15.00 | +2.00 | no |",
+                     f"| {group} | ddgan tv T=4 | 4 | 25.00 | +12.00 | yes |",
+                     f"| {group} | ddgan js T=2 | 2 | 30.00 | +17.00 | yes |"]
