@@ -4,7 +4,8 @@ Reads one or more results CSVs (one row per run, sampler and step count; a later
 the same (run, sampler, steps) replaces an earlier one; a damaged row is an error naming its
 line) and each run's periodic `<run>/eval.csv`, and writes to `out_dir`:
   fd_vs_nfe.png               the metric against network calls, one line per method and divergence/sampler
-  divergence_comparison.png   the metric against T per DDGAN divergence, DDPM/EDM as dashed references
+  divergence_comparison.png   the metric against T per DDGAN divergence, the baselines (DDPM, EDM,
+                              flow) as dashed references at their NFE
   training_curves.png         the periodic metric against images seen and against training hours
   sample_grids.png            the sample grids: a row per DDGAN divergence, a column per T, then
                               a row per baseline at 4 and 32 network calls (grid_nfes)
@@ -339,7 +340,7 @@ def plot_divergence_comparison(rows, metric, colours, path):
     ax.set_xticks(t_values)
     ax.set_xlabel("T (DDGAN denoising steps = NFE)")
     ax.set_ylabel(f"{metric} (n={sample_counts(rows)}, {rows[0]['data']})")
-    ax.set_title(f"DDGAN divergences against T, DDPM/EDM dashed ({metric}, lower is better)", fontsize=10)
+    ax.set_title(f"DDGAN divergences against T, baselines dashed ({metric}, lower is better)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     save(fig, path)
