@@ -201,15 +201,17 @@ def point_name(point):
                                                  f"{format_value(point['fd_std'], 'fd')})"
 
 
-def spread_lines(rows, metric):
-    """results.md's comparison against the seed spread: each seed-averaged result against every
-    other result that spends at most its network calls, on as many samples; a difference counts as beyond the spread
-    where it exceeds twice the larger of the two standard deviations over seeds."""
-    points = [point for point in seed_means(rows) if point["fd"] is not None]
+def spread_lines(points, metric):
+    """results.md's comparison against the seed spread: each seed-averaged point (seed_means)
+    against every other that spends at most its network calls, on as many samples; a difference
+    counts as beyond the spread where it exceeds twice the larger of the two standard deviations
+    over seeds."""
+    points = [point for point in points if point["fd"] is not None]
     lines = []
     for averaged in (point for point in points if point["fd_std"] is not None):
         for other in sorted(points, key=lambda point: point["fd"]):
-            if other is averaged or other["nfe"] > averaged["nfe"] or other["n_samples"] != averaged["n_samples"]:
+            if other is averaged or other["nfe"] > averaged["nfe"] \
+                    or other["n_samples"] != averaged["n_samples"]:
                 continue
             difference = other["fd"] - averaged["fd"]
             spread = max(averaged["fd_std"], other["fd_std"] or 0.0)
@@ -219,14 +221,15 @@ def spread_lines(rows, metric):
     if not lines:
         return []
     return ["", f"Against the seed spread: each seed-averaged result (mean ± std) against every "
-            f"result with at most its NFE on as many samples, lowest {metric} first; the difference (the other minus "
-            f"the mean) is beyond the spread where it exceeds twice the larger standard deviation "
-            f"over seeds of the two.", "",
+            f"result with at most its NFE on as many samples, lowest {metric} first; the "
+            f"difference (the other minus the mean) is beyond the spread where it exceeds twice "
+            f"the larger standard deviation over seeds of the two.", "",
             f"| seed-averaged | against | its NFE | its {metric} | difference | beyond 2 std |",
             "|---|---|---|---|---|---|", *lines]
 
 
-def write_table(rows, metric, path):
+def write_table(rows, points, metric, path):
+    """results.md: every row, then the seed-averaged points (seed_means) and spread_lines."""
     lines = [f"{rows[0]['data']}: {metric} ({features(rows[0])} features, lower is better) from "
              f"n = {sample_counts(rows)} generated samples per result; KID ± its standard deviation; "
              f"images and CPU seconds of training.",
@@ -247,19 +250,19 @@ def write_table(rows, metric, path):
                  format_value(None if cpu is None else round(cpu), "train_cpu_seconds"),
                  features(row), row["data"]]
         lines.append("| " + " | ".join(cells) + " |")
-    spread = seed_groups(rows)
-    if spread:
+    averaged = [point for point in points if point["fd_std"] is not None]
+    if averaged:
         lines += ["", f"Over training seeds: {metric} mean ± standard deviation (n − 1), the "
                   f"seeds, and each seed's value.", "",
                   f"| method | divergence / sampler | steps | NFE | {metric} | seeds | values |",
                   "|---|---|---|---|---|---|---|"]
-        for (method, name, steps, nfe, _, _), group in spread.items():
-            fds = [r["fd"] for r in group]  # seed_groups holds two or more seeds
-            values = ", ".join(format_value(fd, "fd") for fd in fds)
-            lines.append(f"| {method} | {name} | {steps} | {nfe} | {format_value(statistics.mean(fds), 'fd')} ± "
-                         f"{format_value(statistics.stdev(fds), 'fd')} | {' '.join(str(r['train_seed']) for r in group)} "
-                         f"| {values} |")
-    lines += spread_lines(rows, metric)
+        for point in averaged:
+            seeds = " ".join(str(r["train_seed"]) for r in point["rows"])
+            values = ", ".join(format_value(r["fd"], "fd") for r in point["rows"])
+            lines.append(f"| {point['method']} | {variant(point)} | {point['steps']} | {point['nfe']} "
+                         f"| {format_value(point['fd'], 'fd')} ± {format_value(point['fd_std'], 'fd')} "
+                         f"| {seeds} | {values} |")
+    lines += spread_lines(points, metric)
     Path(path).write_text("\n".join(lines) + "\n")
 
 
@@ -486,6 +489,6 @@ def plot_results(csv_paths, out_dir, grid_nfes=GRID_NFES):
             message_figure(f"no {metric} in the results (evaluate with --metrics fid)", paths[name])
     plot_training_curves(rows, paths["training_curves"])
     plot_sample_grids(rows, paths["sample_grids"], grid_nfes)
-    write_table(rows, metric, paths["results_md"])
+    write_table(rows, points, metric, paths["results_md"])
     paths["results_json"].write_text(json.dumps(rows, indent=1) + "\n")
     return paths
