@@ -6,7 +6,8 @@ line) and each run's periodic `<run>/eval.csv`, and writes to `out_dir`:
   fd_vs_nfe.png               the metric against network calls, one line per method and divergence/sampler
   divergence_comparison.png   the metric against T per DDGAN divergence, the baselines (DDPM, EDM,
                               flow) as dashed references at their NFE
-  training_curves.png         the periodic metric against images seen and against training hours
+  training_curves.png         the periodic metric against images seen and against training hours,
+                              a panel per DDGAN divergence and one for the baselines
   sample_grids.png            the sample grids: a row per DDGAN divergence, a column per T, then
                               a row per baseline at 4 and 32 network calls (grid_nfes)
   results.md, results.json    the merged rows, as a Markdown table and as parsed numbers; results.md
@@ -303,11 +304,17 @@ def error_bars(curve):
     return [point["fd_std"] or 0.0 for point in curve]
 
 
+def curve_format(curve):
+    """DDGAN solid with circles, baselines dashed with squares: a study has more curves than the
+    10 colours, and the style keeps two curves of one colour apart."""
+    return "o-" if curve[0]["divergence"] else "s--"
+
+
 def plot_fd_vs_nfe(rows, metric, colours, path):
     fig, ax = pyplot().subplots(figsize=(6.5, 4.5))
     for label, curve in curves(rows).items():
         ax.errorbar([row["nfe"] for row in curve], [row["fd"] for row in curve], yerr=error_bars(curve),
-                    fmt="o-", capsize=3, color=colours[label], label=label)
+                    fmt=curve_format(curve), capsize=3, color=colours[label], label=label)
     ax.set_xscale("log")
     nfes = sorted({row["nfe"] for row in rows})
     ax.set_xticks(nfes, nfe_labels(nfes))  # the NFEs evaluated, not powers of ten
@@ -349,10 +356,41 @@ def plot_divergence_comparison(rows, metric, colours, path):
     save(fig, path)
 
 
-def run_label(row):
-    if steps_trained(row):
-        return f"{row['method']} {row['divergence']} {steps_symbol(row)}={row['steps']} ({row['run']})"
-    return f"{row['method']} ({row['run']})"  # the trained model does not depend on the sampler
+SEED_LINES = ("-", "--", ":", "-.")  # the runs of one result (its training seeds), in order
+
+
+def training_panel(row):
+    """The panel of training_curves.png that draws a run: one per DDGAN divergence, one for the baselines."""
+    return f"{row['method'].upper()} {row['divergence']}" if row["divergence"] else "baselines"
+
+
+def training_lines(histories):
+    """training_curves.png's lines: {panel: [(label, colour, line style, history)]}. A DDGAN's
+    colour is its T, the same in every panel; a baseline's is its method. Runs that share a
+    panel and a colour (training seeds) differ by line style, labelled by seed, or by run
+    where their seeds are the same too."""
+    def colour_key(row):
+        return row["steps"] if steps_trained(row) else row["method"]
+
+    groups = {}
+    for row, history in histories.values():
+        groups.setdefault((training_panel(row), colour_key(row)), []).append((row, history))
+    t_values = sorted({key for _, key in groups if not isinstance(key, str)})
+    methods = sorted({key for _, key in groups if isinstance(key, str)})
+    colour_index = {key: i for i, key in enumerate(t_values)} | {key: i for i, key in enumerate(methods)}
+    panels = {}
+    for (panel, key), group in sorted(groups.items(),
+                                      key=lambda item: (item[0][0] == "baselines", item[0][0], colour_index[item[0][1]])):
+        colour = f"C{colour_index[key] % 10}"
+        group.sort(key=lambda pair: (pair[0]["train_seed"] or 0, pair[0]["run"]))
+        seeds_differ = len({row["train_seed"] for row, _ in group}) == len(group)
+        for i, (row, history) in enumerate(group):
+            label = f"{steps_symbol(row)}={row['steps']}" if steps_trained(row) else row["method"]
+            label += periodic_nfe_label(row, history)
+            if len(group) > 1:
+                label += f", seed {row['train_seed']}" if seeds_differ else f" ({row['run']})"
+            panels.setdefault(panel, []).append((label, colour, SEED_LINES[i % len(SEED_LINES)], history))
+    return panels
 
 
 def periodic_nfe_label(row, history):
@@ -374,30 +412,33 @@ def periodic_histories(rows):
 
 
 def plot_training_curves(rows, path):
-    evaluated, labels = {}, {}  # run -> its periodic-evaluation rows, its legend label
-    for run, (row, history) in periodic_histories(rows).items():
-        evaluated[run] = history
-        labels[run] = run_label(row) + periodic_nfe_label(row, history)
-    points = [point for history in evaluated.values() for point in history]
+    """A column per panel (training_lines): the periodic metric against images seen above,
+    against training hours below, on one y scale throughout."""
+    histories = periodic_histories(rows)
+    points = [point for _, history in histories.values() for point in history]
     if not points:
         return message_figure(NO_EVAL_CSV, path)
     metric = the_one(points, "periodic metrics", lambda point: point["metric_name"])
     the_one(points, "periodic feature networks", features)
-    fig, (by_images, by_hours) = pyplot().subplots(1, 2, figsize=(11, 4.5), sharey=True)
-    for i, (run, history) in enumerate(evaluated.items()):
-        label = labels[run]
-        by_images.plot([p["images_seen"] for p in history], [p["fd"] for p in history], "o-",
-                       color=f"C{i % 10}", label=label)
-        by_hours.plot([p["train_seconds"] / 3600 for p in history], [p["fd"] for p in history], "o-",
-                      color=f"C{i % 10}", label=label)
-    by_images.set_xlabel("training images seen")
-    by_hours.set_xlabel("training wall-clock (hours)")
-    by_images.set_ylabel(f"{metric} (n={sample_counts(points)}, periodic)")
-    by_images.set_title(f"{metric} during training, per image seen")
-    by_hours.set_title(f"{metric} during training, per hour")
-    for ax in (by_images, by_hours):
-        ax.grid(alpha=0.3)
-    by_hours.legend(fontsize=7)
+    panels = training_lines(histories)
+    fig, axes = pyplot().subplots(2, len(panels), figsize=(1 + 3.6 * len(panels), 7), sharey=True,
+                                  squeeze=False)
+    for (title, lines), by_images, by_hours in zip(panels.items(), axes[0], axes[1]):
+        for label, colour, style, history in lines:
+            fds = [p["fd"] for p in history]
+            by_images.plot([p["images_seen"] for p in history], fds, marker="o", ms=3, ls=style, color=colour,
+                           label=label)
+            by_hours.plot([p["train_seconds"] / 3600 for p in history], fds, marker="o", ms=3, ls=style,
+                          color=colour)
+        by_images.set_title(title)
+        by_images.set_xlabel("training images seen")
+        by_hours.set_xlabel("training wall-clock (hours)")
+        by_images.legend(fontsize=7)
+        for ax in (by_images, by_hours):
+            ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"{metric} (n={sample_counts(points)}, periodic)\nper image seen")
+    axes[1][0].set_ylabel(f"{metric} (n={sample_counts(points)}, periodic)\nper hour of training")
+    fig.suptitle(f"{metric} during training (lower is better)")
     save(fig, path)
 
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from ddgan.plot import (COLUMNS, format_value, grid_panels, label_curves, nfe_labels, periodic_histories, plot_results,
-                        read_results, seed_means)
+                        read_results, seed_means, training_lines)
 
 OUTPUTS = {"fd_vs_nfe": b"\x89PNG", "divergence_comparison": b"\x89PNG", "training_curves": b"\x89PNG",
            "sample_grids": b"\x89PNG", "results_md": b"", "results_json": b""}
@@ -278,3 +278,23 @@ def test_seeds_are_one_point_and_each_difference_is_weighed_against_their_spread
     assert lines == [f"| {group} | ddpm ddim K=4 | 4 | 15.00 | +2.00 | no |",
                      f"| {group} | ddgan tv T=4 | 4 | 25.00 | +12.00 | yes |",
                      f"| {group} | ddgan js T=2 | 2 | 30.00 | +17.00 | yes |"]
+
+
+def test_training_curves_have_a_panel_per_divergence_a_colour_per_t_and_a_line_style_per_seed(tmp_path):
+    """The study's 27 runs would repeat the 10 colours in one panel: DDGAN's divergences get a
+    panel each, T the same colour in all of them, and the seeds of one result share its colour."""
+    history = [{"step": 1, "images_seen": 64, "train_seconds": 1.0, "fd": 9.0, "nfe": 8}]
+    runs = [result(f"study/ddgan_js_T4{'_seed%d' % s if s else ''}", "ddgan", "js", "ddgan", 4, 4, 1.0)
+            | {"train_seed": s} for s in (0, 1)]
+    runs += [result("study/ddgan_js_T1", "ddgan", "js", "ddgan", 1, 1, 1.0),
+             result("study/ddgan_tv_T4", "ddgan", "tv", "ddgan", 4, 4, 1.0),
+             result("study/flow", "flow", "", "euler", 4, 4, 1.0),
+             result("study/ddpm", "ddpm", "", "ddim", 4, 4, 1.0),
+             result("other/ddpm", "ddpm", "", "ddim", 4, 4, 1.0)]  # same seed as study/ddpm
+    histories = {row["run"]: (row, history) for row in read_results([write_csv(tmp_path / "r.csv", runs)])}
+    panels = {title: [line[:3] for line in lines] for title, lines in training_lines(histories).items()}
+    assert panels == {
+        "DDGAN js": [("T=1", "C0", "-"), ("T=4, seed 0", "C1", "-"), ("T=4, seed 1", "C1", "--")],
+        "DDGAN tv": [("T=4", "C1", "-")],
+        "baselines": [("ddpm, 8 NFE (other/ddpm)", "C0", "-"), ("ddpm, 8 NFE (study/ddpm)", "C0", "--"),
+                      ("flow, 8 NFE", "C1", "-")]}
