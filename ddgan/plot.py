@@ -334,14 +334,14 @@ def plot_divergence_comparison(rows, metric, colours, path):
     fig, ax = pyplot().subplots(figsize=(6.5, 4.5))
     for label, curve in curves(compared).items():
         ax.errorbar([row["steps"] for row in curve], [row["fd"] for row in curve], yerr=error_bars(curve),
-                    fmt="o-", capsize=3, color=colours[label], label=label)
+                    fmt=curve_format(curve), capsize=3, color=colours[label], label=label)
     # A DDGAN step is one network call, so baselines sit at their NFE on the same axis.
     t_values = sorted({row["steps"] for row in compared})
     for label, curve in curves([row for row in rows if not row["divergence"]]).items():
         inside = [row for row in curve if t_values[0] <= row["nfe"] <= t_values[-1]]
         if inside:
             ax.errorbar([row["nfe"] for row in inside], [row["fd"] for row in inside],
-                        yerr=error_bars(inside), fmt="s--", capsize=3, color=colours[label],
+                        yerr=error_bars(inside), fmt=curve_format(inside), capsize=3, color=colours[label],
                         label=f"{label} (at its NFE)")
         else:
             best = min(curve, key=lambda row: row["fd"])
@@ -378,9 +378,14 @@ def training_lines(histories):
     t_values = sorted({key for _, key in groups if not isinstance(key, str)})
     methods = sorted({key for _, key in groups if isinstance(key, str)})
     colour_index = {key: i for i, key in enumerate(t_values)} | {key: i for i, key in enumerate(methods)}
+
+    def panel_order(group_key):  # DDGAN's divergences first, then the baselines; by colour within
+        panel, key = group_key
+        return panel == "baselines", panel, colour_index[key]
+
     panels = {}
-    for (panel, key), group in sorted(groups.items(),
-                                      key=lambda item: (item[0][0] == "baselines", item[0][0], colour_index[item[0][1]])):
+    for panel, key in sorted(groups, key=panel_order):
+        group = groups[panel, key]
         colour = f"C{colour_index[key] % 10}"
         group.sort(key=lambda pair: (pair[0]["train_seed"] or 0, pair[0]["run"]))
         seeds_differ = len({row["train_seed"] for row, _ in group}) == len(group)
@@ -436,8 +441,9 @@ def plot_training_curves(rows, path):
         by_images.legend(fontsize=7)
         for ax in (by_images, by_hours):
             ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel(f"{metric} (n={sample_counts(points)}, periodic)\nper image seen")
-    axes[1][0].set_ylabel(f"{metric} (n={sample_counts(points)}, periodic)\nper hour of training")
+    y_label = f"{metric} (n={sample_counts(points)}, periodic)"
+    axes[0][0].set_ylabel(f"{y_label}\nper image seen")
+    axes[1][0].set_ylabel(f"{y_label}\nper hour of training")
     fig.suptitle(f"{metric} during training (lower is better)")
     save(fig, path)
 
