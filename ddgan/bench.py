@@ -15,7 +15,6 @@ dtype measured by a matmul probe in the same run, and the utilisation: nanoGPT's
 with a measured rather than a quoted peak.
 """
 import json
-import platform
 import statistics
 import time
 from itertools import count
@@ -26,6 +25,7 @@ from accelerate import Accelerator
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
+from .device import describe
 from .methods import load_shared_config, method_class
 from .speed import (PLAIN_OVERRIDES, compiled, launch_device, resolve, resolve_mixed_precision,
                     set_backend_flags)
@@ -152,10 +152,8 @@ def bench_config(settings, accelerator, steps, sample_batches, warmup, repeats, 
 
 
 def environment(accelerator, speed):
-    device = accelerator.device
-    return {"device": torch.cuda.get_device_name(device) if device.type == "cuda"
-            else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
-            "torch": torch.__version__, "mixed_precision": accelerator.mixed_precision, **speed}
+    return {"device": describe(accelerator.device), "torch": torch.__version__,
+            "mixed_precision": accelerator.mixed_precision, **speed}
 
 
 def markdown(rows):

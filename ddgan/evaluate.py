@@ -31,7 +31,7 @@ from .speed import sampling_network
 RESULT_COLUMNS = ["run", "method", "divergence", "sampler", "steps", "nfe", "metric_name", "fd",
                   "kid", "kid_std", "precision", "recall", "n_samples", "extractor",
                   "extractor_hash", "data", "seed", "train_seed", "img_per_s", "ckpt_step", "images_seen",
-                  "train_seconds", "train_cpu_seconds", "wall_seconds", "grid", "eval_csv"]
+                  "train_seconds", "train_cpu_seconds", "train_device", "wall_seconds", "grid", "eval_csv"]
 METRIC_COLUMNS = ["fd", "kid", "kid_std", "precision", "recall"]
 PERIODIC_COLUMNS = ["step", "images_seen", "train_seconds", "train_cpu_seconds", "metric_name", "fd", "n_samples", "nfe",
                     "extractor", "extractor_hash"]
@@ -153,6 +153,7 @@ def evaluate_runs(run_dirs, extractor_spec, steps=None, samplers=None, num_sampl
                 "ckpt_step": state["step"], "images_seen": state.get("images_seen"),
                 "train_seconds": state.get("train_seconds"),
                 "train_cpu_seconds": state.get("train_cpu_seconds"),
+                "train_device": state.get("train_device", ""),
                 "wall_seconds": round(time.perf_counter() - started, 1),
                 "grid": "" if grid is None else str(grid),
                 "eval_csv": str(run / "eval.csv") if (run / "eval.csv").is_file() else ""})

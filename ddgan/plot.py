@@ -233,11 +233,11 @@ def write_table(rows, points, metric, path):
     """results.md: every row, then the seed-averaged points (seed_means) and spread_lines."""
     lines = [f"{rows[0]['data']}: {metric} ({features(rows[0])} features, lower is better) from "
              f"n = {sample_counts(rows)} generated samples per result; KID ± its standard deviation; "
-             f"images and CPU seconds of training.",
+             f"images, CPU seconds and device of training.",
              "",
              f"| run | method | divergence / sampler | steps | NFE | {metric} | KID | precision "
-             f"| recall | n | img/s | images | train CPU s | extractor | data |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"| recall | n | img/s | images | train CPU s | trained on | extractor | data |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         kid = format_value(row["kid"], "kid")
         if row["kid"] is not None and row["kid_std"] is not None:
@@ -249,7 +249,7 @@ def write_table(rows, points, metric, path):
                  format_value(row["n_samples"], "n_samples"), format_value(row["img_per_s"], "img_per_s"),
                  format_value(row["images_seen"], "images_seen"),
                  format_value(None if cpu is None else round(cpu), "train_cpu_seconds"),
-                 features(row), row["data"]]
+                 row.get("train_device") or "—", features(row), row["data"]]
         lines.append("| " + " | ".join(cells) + " |")
     averaged = [point for point in points if point["fd_std"] is not None]
     if averaged:

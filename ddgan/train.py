@@ -28,6 +28,7 @@ from tqdm import tqdm
 from . import checkpoint
 from .config import config_differences, dump_config, load_saved_config
 from .data import DataError, ImageBatches, load_images, uses_flip
+from .device import describe
 from .evaluate import (PERIODIC_COLUMNS, append_csv, check_extractor_data, periodic_fd,
                        preview_sampler, read_csv_rows, reference_name)
 from .files import check_free_space, check_writable, remove_partial
@@ -233,6 +234,18 @@ def _stop_signal(accelerator, stop):
     return int(accelerator.reduce(signum, reduction="max").item())
 
 
+def training_device(accelerator, earlier=None):
+    """What a run's training time was measured on: the device, the process count and the
+    precision, e.g. 'cpu AMD EPYC (AVX512, native bf16), 1 thread, float32'. A run resumed
+    elsewhere lists each device in turn ('A; then B'), since its seconds add up across them."""
+    processes = f", {accelerator.num_processes} processes" if accelerator.num_processes > 1 else ""
+    precision = "float32" if accelerator.mixed_precision == "no" else f"{accelerator.mixed_precision} autocast"
+    device = f"{describe(accelerator.device)}{processes}, {precision}"
+    if earlier is None or earlier.split("; then ")[-1] == device:
+        return earlier or device
+    return f"{earlier}; then {device}"
+
+
 def train(settings, resume=False, stop_at=None, resume_from=None):
     """Train the method of `settings`; returns the run directory.
 
@@ -314,6 +327,7 @@ def train(settings, resume=False, stop_at=None, resume_from=None):
             checkpoint.set_rng_state(state["rng"][accelerator.process_index])
             start, train_seconds = state["step"], state.get("train_seconds", 0.0)
             cpu_seconds = state.get("train_cpu_seconds", 0.0)
+        trained_on = training_device(accelerator, (state or {}).get("train_device"))
         if main and (not resume or not run.config.exists()
                      or Path(record.train.out_dir).resolve() != run.dir.resolve()):
             # A new run, or one moved or copied since: config.yaml names where it is now.
@@ -330,7 +344,7 @@ def train(settings, resume=False, stop_at=None, resume_from=None):
             state = {"step": step, "config": to_dict(settings), "image_shape": tuple(images.shape[1:]),
                      "num_images": len(images),
                      "images_seen": step * images_per_step, "train_seconds": train_seconds,
-                     "train_cpu_seconds": cpu_seconds,
+                     "train_cpu_seconds": cpu_seconds, "train_device": trained_on,
                      "speed": {**method.speed, "mixed_precision": accelerator.mixed_precision},  # as resolved here
                      "method": method_state, "data": batches.state_dict(),
                      "rng": gather_object([checkpoint.rng_state()])}

@@ -19,7 +19,7 @@ def result(run, method, divergence, sampler, steps, nfe, fd, kid="", grid=""):
             "precision": 0.61234, "recall": 0.45678, "n_samples": 2000, "extractor": "featnet",
             "extractor_hash": "ab12cd", "data": "Fashion-MNIST", "seed": 0, "train_seed": 0, "img_per_s": 1234.56,
             "ckpt_step": 100, "images_seen": 6400, "train_seconds": 7200.0, "train_cpu_seconds": 7190.4,
-            "wall_seconds": 3.5, "grid": grid, "eval_csv": ""}
+            "train_device": "cpu AMD EPYC (AVX2), 1 thread, float32", "wall_seconds": 3.5, "grid": grid, "eval_csv": ""}
 
 
 def write_csv(path, rows, columns=COLUMNS):
@@ -101,8 +101,9 @@ def test_table_equals_the_csvs_with_the_last_duplicate_winning(results, tmp_path
     assert "Fashion-MNIST" in text.splitlines()[0] and "FD-cls" in text.splitlines()[0]
     assert "2000" in text.splitlines()[0]
     assert list(table[0]) == ["run", "method", "divergence / sampler", "steps", "NFE", "FD-cls", "KID",
-                              "precision", "recall", "n", "img/s", "images", "train CPU s", "extractor",
-                              "data"]
+                              "precision", "recall", "n", "img/s", "images", "train CPU s", "trained on",
+                              "extractor", "data"]
+    assert {r["trained on"] for r in table} == {"cpu AMD EPYC (AVX2), 1 thread, float32"}
     assert [r["run"] for r in table] == [row["run"] for row in expected]
     # Sorted by method, divergence/sampler, NFE; one row per (run, sampler, steps).
     assert [(r["method"], r["divergence / sampler"], r["steps"], r["NFE"]) for r in table] == [
@@ -142,13 +143,16 @@ def test_mixed_metric_names_are_refused(results, tmp_path):
 
 
 def test_missing_optional_columns_and_inputs(tmp_path):
-    """No kid/precision columns at all, no grids, no eval.csv: still every output, with "—"."""
+    """No kid/precision/device columns at all (an older CSV), no grids, no eval.csv: still every
+    output, with "—"."""
     row = result(str(tmp_path / "runs" / "x"), "edm", "", "euler", 4, 4, 77.777)
-    columns = [c for c in COLUMNS if c not in ("kid", "kid_std", "precision", "recall", "grid", "eval_csv")]
+    columns = [c for c in COLUMNS if c not in ("kid", "kid_std", "precision", "recall", "train_device", "grid",
+                                                "eval_csv")]
     path = write_csv(tmp_path / "r.csv", [{c: row[c] for c in columns}], columns=columns)
     paths = plot_results([path], tmp_path / "figures")
     [cells] = read_table(paths["results_md"])
-    assert (cells["FD-cls"], cells["KID"], cells["precision"], cells["recall"]) == ("77.78", "—", "—", "—")
+    assert (cells["FD-cls"], cells["KID"], cells["precision"], cells["recall"], cells["trained on"]) == (
+        "77.78", "—", "—", "—", "—")
     assert all(paths[name].read_bytes().startswith(b"\x89PNG") for name in ("training_curves", "sample_grids"))
 
     write_csv(tmp_path / "bad.csv", [{"run": "x"}], columns=["run"])
@@ -234,7 +238,7 @@ def test_a_damaged_row_is_refused_with_its_line_number(tmp_path):
     lines = path.read_text().splitlines()
     cut = lines[2][:lines[2].index("1.7059") + 5]  # ends inside the KID cell
     path.write_text("\n".join(lines[:2] + [cut]) + "\n")
-    with pytest.raises(ValueError, match=r"r\.csv line 3: 9 cells where the header has 26"):
+    with pytest.raises(ValueError, match=r"r\.csv line 3: 9 cells where the header has 27"):
         plot_results([path], tmp_path / "figures")
     path.write_text("\n".join(lines[:2] + [lines[2].replace("1.7059", "1.70x9")]) + "\n")
     with pytest.raises(ValueError, match=r"line 3: kid holds '1.70x9', not a number"):

@@ -48,7 +48,7 @@ def test_sweep_runs_cells_in_parallel_then_merges_eval_and_plot(fake_data, tmp_p
         assert row["extractor"] == "featnet" and row["data"] == "Fashion-MNIST"
         assert float(row["img_per_s"]) > 0 and float(row["fd"]) >= 0 and row["kid"] and row["recall"]
         assert int(row["ckpt_step"]) == 3 and (kept / row["grid"]).is_file()
-        assert float(row["train_cpu_seconds"]) > 0
+        assert float(row["train_cpu_seconds"]) > 0 and row["train_device"].startswith("cpu ")
         # its training curve, copied beside the results: the figures need no run folder
         run = out / row["run"].rsplit("/", 1)[-1]
         assert (kept / row["eval_csv"]).read_bytes() == (run / "eval.csv").read_bytes()

@@ -1,4 +1,6 @@
 """The training loop: exact resume, non-finite losses, run-directory safety, a real short run."""
+from types import SimpleNamespace
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,7 +13,7 @@ from ddgan.methods.ddgan import build_generator, build_process
 from divergences.regularizers import lazy_r1_weight
 from ddgan.metrics import frechet_distance
 from ddgan.samplers import ddgan_sampler
-from ddgan.train import NonFiniteLossError, train
+from ddgan.train import NonFiniteLossError, train, training_device
 from divergences.js import JensenShannon
 
 from .conftest import REPO
@@ -66,6 +68,20 @@ def test_resume_equals_an_uninterrupted_run(fake_fmnist, tmp_path, divergence):
     assert a["step"] == b["step"] == 20
     assert_same_state(a["method"], b["method"])
     assert_same_state(a["data"], b["data"])
+    assert b["train_device"] == a["train_device"]  # resumed on the same device: named once
+
+
+def test_the_training_device_lists_each_device_a_resumed_run_trained_on():
+    cpu = SimpleNamespace(device=torch.device("cpu"), num_processes=1, mixed_precision="no")
+    here = training_device(cpu)
+    assert here.startswith("cpu ") and here.endswith(", float32")
+    assert f"({torch.backends.cpu.get_cpu_capability()}" in here  # the instructions set the speed
+    assert training_device(cpu, here) == here
+    gpus = "NVIDIA H200, 8 processes, bf16 autocast"
+    assert training_device(cpu, gpus) == f"{gpus}; then {here}"
+    assert training_device(cpu, f"{here}; then {gpus}") == f"{here}; then {gpus}; then {here}"
+    ddp = SimpleNamespace(device=torch.device("cpu"), num_processes=2, mixed_precision="bf16")
+    assert training_device(ddp).endswith(", 2 processes, bf16 autocast")
 
 
 def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(fake_fmnist, tmp_path,
@@ -210,6 +226,7 @@ def test_bf16_mixed_precision_trains_on_cpu(fake_fmnist, tmp_path):
     state = checkpoint.load(run / "checkpoints/last.pt")
     assert all(v.dtype == torch.float32 and torch.isfinite(v).all()
                for v in state["method"]["generator"].values())
+    assert state["train_device"].endswith(", bf16 autocast")
 
 
 def test_two_processes_train_with_ddp(fake_fmnist, tmp_path):
@@ -227,6 +244,7 @@ def test_two_processes_train_with_ddp(fake_fmnist, tmp_path):
     state = checkpoint.load(run / "checkpoints/last.pt")
     assert state["step"] == 4
     assert len(state["rng"]) == 2  # one generator state per process, for exact resume
+    assert ", 2 processes, " in state["train_device"]
 
 
 def test_ema_warm_up_follows_its_recurrence_and_forgets_the_initial_weights():
