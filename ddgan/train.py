@@ -237,7 +237,8 @@ def _stop_signal(accelerator, stop):
 def training_device(accelerator, earlier=None):
     """What a run's training time was measured on: the device, the process count and the
     precision, e.g. 'cpu AMD EPYC (AVX512, native bf16), 1 thread, float32'. A run resumed
-    elsewhere lists each device in turn ('A; then B'), since its seconds add up across them."""
+    elsewhere lists each device in turn ('A; then B'), since its seconds add up across them;
+    `earlier` is 'unrecorded' for a checkpoint saved before this was recorded."""
     processes = f", {accelerator.num_processes} processes" if accelerator.num_processes > 1 else ""
     precision = "float32" if accelerator.mixed_precision == "no" else f"{accelerator.mixed_precision} autocast"
     device = f"{describe(accelerator.device)}{processes}, {precision}"
@@ -327,7 +328,8 @@ def train(settings, resume=False, stop_at=None, resume_from=None):
             checkpoint.set_rng_state(state["rng"][accelerator.process_index])
             start, train_seconds = state["step"], state.get("train_seconds", 0.0)
             cpu_seconds = state.get("train_cpu_seconds", 0.0)
-        trained_on = training_device(accelerator, (state or {}).get("train_device"))
+        trained_on = training_device(accelerator,
+                                     state.get("train_device", "unrecorded") if resume else None)
         if main and (not resume or not run.config.exists()
                      or Path(record.train.out_dir).resolve() != run.dir.resolve()):
             # A new run, or one moved or copied since: config.yaml names where it is now.

@@ -80,6 +80,7 @@ def test_the_training_device_lists_each_device_a_resumed_run_trained_on():
     gpus = "NVIDIA H200, 8 processes, bf16 autocast"
     assert training_device(cpu, gpus) == f"{gpus}; then {here}"
     assert training_device(cpu, f"{here}; then {gpus}") == f"{here}; then {gpus}; then {here}"
+    assert training_device(cpu, "unrecorded") == f"unrecorded; then {here}"  # a checkpoint saved before the field
     ddp = SimpleNamespace(device=torch.device("cpu"), num_processes=2, mixed_precision="bf16")
     assert training_device(ddp).endswith(", 2 processes, bf16 autocast")
 
@@ -139,6 +140,7 @@ def test_a_run_saved_before_the_new_discriminator_layout_keeps_its_own(fake_fmni
     state = torch.load(run / "checkpoints/last.pt", weights_only=False)
     for key in keys:  # as a run saved before the keys existed
         del state["config"]["discriminator"][key]
+    del state["train_device"]  # and before the device was recorded
     torch.save(state, run / "checkpoints/last.pt")
     text = (run / "config.yaml").read_text()
     (run / "config.yaml").write_text("".join(line for line in text.splitlines(True)
@@ -148,6 +150,7 @@ def test_a_run_saved_before_the_new_discriminator_layout_keeps_its_own(fake_fmni
         train(fast_config(fake_fmnist, run, "train.max_steps=4"), resume=True)
     train(fast_config(fake_fmnist, run, "train.max_steps=4", "train.ckpt_every=2", *earlier), resume=True)
     assert generate(run / "checkpoints/last.pt", 2).shape == (2, 1, 28, 28)
+    assert checkpoint.load(run / "checkpoints/last.pt")["train_device"].startswith("unrecorded; then cpu ")
 
 
 def test_a_baseline_saved_before_a_ddgan_key_existed_still_resumes(fake_fmnist, tmp_path):
