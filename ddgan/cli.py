@@ -5,6 +5,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from divergences import DIVERGENCES
 
@@ -104,24 +105,33 @@ def cmd_featnet(args):
 
 
 def cmd_eval(args):
-    from .evaluate import check_results_target, evaluate_runs, write_results
+    from .evaluate import check_results_target, evaluate_real_data, evaluate_runs, write_results
 
+    if bool(args.runs) == bool(args.real_data):
+        raise ValueError("give either run folders or --real-data DATA (the floor), not both or neither")
     check_results_target(args.out)
-    rows = evaluate_runs(args.runs, args.extractor, steps=args.steps,
-                         samplers=args.samplers.split(",") if args.samplers else None,
-                         num_samples=args.num_samples, metrics=args.metrics.split(","),
-                         seed=args.seed, batch_size=args.batch_size, device=args.device,
-                         checkpoint_name=args.checkpoint, data_root=args.data_root,
-                         grid_dir=args.out.removesuffix(".json") + "_grids",
-                         inception_weights=args.inception_weights, plain=args.plain)
+    grid_dir = args.out.removesuffix(".json") + "_grids"
+    if args.real_data:
+        data = SimpleNamespace(name=args.real_data, root=args.data_root, image_size=args.image_size)
+        rows = evaluate_real_data(data, args.extractor, args.num_samples, args.metrics.split(","),
+                                  seed=args.seed, batch_size=args.batch_size, device=args.device,
+                                  grid_dir=grid_dir, inception_weights=args.inception_weights)
+    else:
+        rows = [row for count in args.num_samples for row in evaluate_runs(
+            args.runs, args.extractor, steps=args.steps,
+            samplers=args.samplers.split(",") if args.samplers else None,
+            num_samples=count, metrics=args.metrics.split(","),
+            seed=args.seed, batch_size=args.batch_size, device=args.device,
+            checkpoint_name=args.checkpoint, data_root=args.data_root, grid_dir=grid_dir,
+            inception_weights=args.inception_weights, plain=args.plain)]
     csv_path = write_results(rows, args.out)
     for row in rows:
         values = ", ".join(f"{name} {row[key]:.4g}" for key, name in (
             ("fd", row["metric_name"]), ("kid", "KID"), ("precision", "precision"),
             ("recall", "recall")) if row[key] is not None)
+        speed = "" if row["img_per_s"] is None else f", {row['img_per_s']:.1f} img/s"
         print(f"{row['run']} {row['sampler']} steps={row['steps']} NFE={row['nfe']}: {values} "
-              f"(n={row['n_samples']}, {row['extractor']}:{row['extractor_hash']}), "
-              f"{row['img_per_s']:.1f} img/s")
+              f"(n={row['n_samples']}, {row['extractor']}:{row['extractor_hash']}){speed}")
     print(f"wrote {args.out}; appended {len(rows)} row(s) to {csv_path}")
 
 
@@ -216,16 +226,24 @@ def build_parser():
 
     p = sub.add_parser("eval", help="FID / FD-cls, KID, precision/recall of runs against NFE",
                        description="Evaluate each run's EMA checkpoint: DDGAN at its trained T, "
-                       "DDPM at each K and sampler, EDM at each N (NFE 2N-1). Writes OUT (JSON), "
-                       "appends to OUT's .csv twin and saves sample grids in OUT_grids/.")
-    p.add_argument("runs", nargs="+", metavar="RUN_DIR")
+                       "DDPM at each K and sampler, EDM at each N (NFE 2N-1); or, with "
+                       "--real-data, the floor: the data's held-out test split scored the same "
+                       "way against its training set. Writes OUT (JSON), appends to OUT's .csv "
+                       "twin and saves sample grids in OUT_grids/.")
+    p.add_argument("runs", nargs="*", metavar="RUN_DIR")
+    p.add_argument("--real-data", default=None, choices=["fmnist", "cifar10", "imagefolder"],
+                   help="instead of runs: the floor of this data (--data-root: its folder; an "
+                   "imagefolder's train/, with test/ beside it), at each --num-samples")
+    p.add_argument("--image-size", type=at_least(1), default=None,
+                   help="--real-data imagefolder: resize to this, as the runs' data.image_size")
     p.add_argument("--steps", type=at_least(1), nargs="+", default=None,
                    help="the step counts, as each run's method counts them (default its "
                    "config's): " + per_method(steps_help))
     p.add_argument("--samplers", default=None,
                    help="comma list: " + per_method(lambda cls: samplers_help(
                        cls, lambda m: ",".join(m.eval_samplers or [m.default_sampler()]))))
-    p.add_argument("--num-samples", type=at_least(1), default=10_000)
+    p.add_argument("--num-samples", type=at_least(1), nargs="+", default=[10_000],
+                   help="samples per result; several counts give a row at each")
     p.add_argument("--metrics", default="fid,kid,pr", help="comma list of fid, kid, pr")
     p.add_argument("--extractor", required=True, metavar="inception|featnet:PATH")
     p.add_argument("--inception-weights", default=None, metavar="PATH",

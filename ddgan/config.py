@@ -5,6 +5,7 @@ and the sections each registered method owns (its class's `sections`). A key tha
 is not is an error naming it, so a typo never silently trains the wrong model.
 """
 import copy
+from pathlib import Path
 
 import yaml
 
@@ -197,11 +198,11 @@ def defaults():
 
 
 def load_config(path=None, overrides=()):
-    """The Settings of defaults(), updated by the YAML file at `path`, then by 'key=value'
-    overrides: the command line's edge (settings.resolve)."""
+    """The Settings of defaults(), updated by the YAML file at `path` (after the file its
+    `base:` key names), then by 'key=value' overrides: the command line's edge (settings.resolve)."""
     cfg = defaults()
     if path is not None:
-        merge(cfg, read_yaml_mapping(path))
+        merge(cfg, read_config_file(path))
     for text in overrides:
         merge(cfg, parse_override(text))
     return resolve(cfg)
@@ -267,6 +268,34 @@ def read_yaml_mapping(path):
         raise ConfigError(f"{path} must hold a mapping of sections (method:, data:, train:, "
                           f"...), not a {type(data).__name__}")
     return data
+
+
+def read_config_file(path, _seen=()):
+    """A config file's mapping, over that of the file its optional `base:` key names (a path
+    relative to this file's folder, itself free to have a base): a variant of a config is the
+    few keys it changes. A section present in both is merged key by key."""
+    path = Path(path)
+    data = read_yaml_mapping(path)
+    if "base" not in data:
+        return data
+    base = data.pop("base")
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: base must be the path of another config file, got {base!r}")
+    base_path = (path.parent / base).resolve()
+    if base_path in _seen or base_path == path.resolve():
+        raise ConfigError(f"{path}: base {base} leads back to a file already read; remove the loop")
+    merged = read_config_file(base_path, (*_seen, path.resolve()))
+    _overlay(merged, data)
+    return merged
+
+
+def _overlay(base, update, path=()):
+    """Plain dicts: update's keys over base's, sections key by key (free-form ones whole)."""
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict) and path + (key,) not in FREE_FORM:
+            _overlay(base[key], value, path + (key,))
+        else:
+            base[key] = value
 
 
 def dump_config(settings, path):

@@ -1,4 +1,5 @@
-"""`ddgan eval`: run directories -> quality against network calls, as CSV rows.
+"""`ddgan eval`: run directories -> quality against network calls, as CSV rows; and the floor,
+real held-out images scored the same way (evaluate_real_data).
 
 One row per (run, sampler, step count), as the run's method plans it: DDGAN at
 its trained T (a sweep over T is a set of runs), DDPM at each K and sampler asked
@@ -19,12 +20,13 @@ import torch
 from torchvision.utils import save_image
 
 from . import checkpoint
-from .data import data_label, load_images
+from .data import data_label, load_dataset, load_images
 from .device import resolve_device
 from .files import append_text, atomic_write, check_writable
 from .generate import ema_network, sample_images
 from .methods import METHODS, get_method
-from .metrics import check_metrics, check_sample_count, compute_metrics, quantise, resolve_extractor
+from .metrics import (check_metrics, check_sample_count, compute_metrics, equal_size_subset, quantise,
+                      resolve_extractor)
 from .settings import updated
 from .speed import sampling_network
 
@@ -157,6 +159,51 @@ def evaluate_runs(run_dirs, extractor_spec, steps=None, samplers=None, num_sampl
                 "wall_seconds": round(time.perf_counter() - started, 1),
                 "grid": "" if grid is None else str(grid),
                 "eval_csv": str(run / "eval.csv") if (run / "eval.csv").is_file() else ""})
+    return rows
+
+
+REAL_DATA = "real data"  # the method column of the floor's rows: no model, no network call
+
+
+def evaluate_real_data(data, extractor_spec, num_samples=(10_000,), metrics=("fid",), seed=0,
+                       batch_size=256, device=None, grid_dir=None, inception_weights=None):
+    """The floor: the metrics of real held-out images (the test split) scored exactly as a
+    model's samples are, against the training set, at each sample count; what a model that
+    draws from the data itself would reach. `data`: the data settings (name, root, image_size).
+    A count below the split's size takes a fixed subset (metrics.equal_size_subset). Returns
+    one row per count (method REAL_DATA, NFE 0)."""
+    device = resolve_device(device)
+    check_metrics(metrics)
+    for count in num_samples:
+        check_sample_count(metrics, count)
+    if grid_dir is not None:
+        check_writable(grid_dir, "the grids' folder beside --out")
+    extractor = resolve_extractor(extractor_spec, inception_weights)
+    check_extractor_data(extractor, data, "the real-data floor")
+    reference = load_images(data.name, data.root, data.image_size)
+    held_out = load_dataset(data.name, data.root, data.image_size, "test")[0]
+    label = data_label(data.name, data.root)
+    rows = []
+    for count in num_samples:
+        started = time.perf_counter()
+        images = equal_size_subset(held_out, count)
+        values = compute_metrics(images, reference, extractor, metrics,
+                                 reference_name=reference_name(reference), batch_size=batch_size,
+                                 seed=seed, cuda=device.type == "cuda", progress=True)
+        grid = None
+        if grid_dir is not None:
+            grid = Path(grid_dir) / f"real_data_n{len(images)}.png"
+            grid.parent.mkdir(parents=True, exist_ok=True)
+            save_image(images[:GRID_SIZE].float() / 255, grid, nrow=8)
+        rows.append({**dict.fromkeys(RESULT_COLUMNS, ""),
+                     "run": f"real_data_n{len(images)}", "method": REAL_DATA, "sampler": "test split",
+                     "steps": 0, "nfe": 0, "metric_name": extractor.metric_name,
+                     **dict.fromkeys(METRIC_COLUMNS), **values, "n_samples": len(images),
+                     "extractor": extractor.label, "extractor_hash": extractor.hash, "data": label,
+                     "seed": seed, "train_seed": None, "img_per_s": None, "ckpt_step": None,
+                     "images_seen": None, "train_seconds": None, "train_cpu_seconds": None,
+                     "wall_seconds": round(time.perf_counter() - started, 1),
+                     "grid": "" if grid is None else str(grid)})
     return rows
 
 

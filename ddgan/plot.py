@@ -15,7 +15,10 @@ line) and each run's periodic `<run>/eval.csv`, and writes to `out_dir`:
                               differences beside it (spread_lines)
 
 Results that differ only in their training seed are one point in the figures: the mean, with
-the standard deviation over seeds as an error bar.
+the standard deviation over seeds as an error bar. The floor's rows (`ddgan eval --real-data`,
+the held-out data scored as samples are) head the table and are a dotted black line in every
+figure of the metric, one per sample count, drawn where that figure has results on as many
+samples.
 
 Numbers from different feature networks or data sets are refused rather than drawn on
 one axis. A curve is a method and its divergence or sampler; where two runs would put a
@@ -27,8 +30,8 @@ import json
 import statistics
 from pathlib import Path
 
+from .evaluate import REAL_DATA, read_csv_rows
 from .evaluate import RESULT_COLUMNS as COLUMNS
-from .evaluate import read_csv_rows
 from .files import check_writable
 from .methods import METHODS
 
@@ -229,11 +232,28 @@ def spread_lines(points, metric):
             "|---|---|---|---|---|---|", *lines]
 
 
-def write_table(rows, points, metric, path):
-    """results.md: every row, then the seed-averaged points (seed_means) and spread_lines."""
+def floor_lines(floor, metric):
+    """results.md's floor: the held-out data's values at each sample count."""
+    if not floor:
+        return []
+    lines = ["", f"The floor: real held-out images (the test split) scored as the samples are, "
+             f"against the same training set; {metric} and KID a model drawing from the data "
+             f"itself would reach on as many samples.", "",
+             f"| n | {metric} | KID | precision | recall |", "|---|---|---|---|---|"]
+    for row in sorted(floor, key=lambda r: -r["n_samples"]):
+        lines.append(f"| {row['n_samples']} | {format_value(row['fd'], 'fd')} "
+                     f"| {format_value(row['kid'], 'kid')} | {format_value(row['precision'], 'precision')} "
+                     f"| {format_value(row['recall'], 'recall')} |")
+    return lines + [""]
+
+
+def write_table(rows, points, metric, path, floor=()):
+    """results.md: the floor, every row, then the seed-averaged points (seed_means) and
+    spread_lines."""
     lines = [f"{rows[0]['data']}: {metric} ({features(rows[0])} features, lower is better) from "
              f"n = {sample_counts(rows)} generated samples per result; KID ± its standard deviation; "
              f"images, CPU seconds and device of training.",
+             *floor_lines(floor, metric),
              "",
              f"| run | method | divergence / sampler | steps | NFE | {metric} | KID | precision "
              f"| recall | n | img/s | images | train CPU s | trained on | extractor | data |",
@@ -310,11 +330,23 @@ def curve_format(curve):
     return "o-" if curve[0]["divergence"] else "s--"
 
 
-def plot_fd_vs_nfe(rows, metric, colours, path):
+FLOOR_STYLES = (":", (0, (1, 4)), (0, (3, 2, 1, 2)), "-.")  # one per floor sample count
+
+
+def draw_floor(ax, floor, sample_counts_drawn):
+    """The floor at each sample count the axes' results use, as a horizontal line."""
+    for i, row in enumerate(sorted((r for r in floor if r["n_samples"] in sample_counts_drawn
+                                    and r["fd"] is not None), key=lambda r: -r["n_samples"])):
+        ax.axhline(row["fd"], color="k", lw=1, ls=FLOOR_STYLES[i % len(FLOOR_STYLES)],
+                   label=f"real data, n={row['n_samples']} ({format_value(row['fd'], 'fd')})")
+
+
+def plot_fd_vs_nfe(rows, metric, colours, path, floor=()):
     fig, ax = pyplot().subplots(figsize=(6.5, 4.5))
     for label, curve in curves(rows).items():
         ax.errorbar([row["nfe"] for row in curve], [row["fd"] for row in curve], yerr=error_bars(curve),
                     fmt=curve_format(curve), capsize=3, color=colours[label], label=label)
+    draw_floor(ax, floor, {row["n_samples"] for row in rows})
     ax.set_xscale("log")
     nfes = sorted({row["nfe"] for row in rows})
     ax.set_xticks(nfes, nfe_labels(nfes))  # the NFEs evaluated, not powers of ten
@@ -327,7 +359,7 @@ def plot_fd_vs_nfe(rows, metric, colours, path):
     save(fig, path)
 
 
-def plot_divergence_comparison(rows, metric, colours, path):
+def plot_divergence_comparison(rows, metric, colours, path, floor=()):
     compared = [row for row in rows if row["divergence"]]
     if not compared:
         return message_figure("no DDGAN results to compare divergences", path)
@@ -347,6 +379,7 @@ def plot_divergence_comparison(rows, metric, colours, path):
             best = min(curve, key=lambda row: row["fd"])
             ax.axhline(best["fd"], ls="--", color=colours[label],
                        label=f"{label}, best ({best['nfe']} NFE, outside T range)")
+    draw_floor(ax, floor, {row["n_samples"] for row in rows})
     ax.set_xticks(t_values)
     ax.set_xlabel("T (DDGAN denoising steps = NFE)")
     ax.set_ylabel(f"{metric} (n={sample_counts(rows)}, {rows[0]['data']})")
@@ -416,7 +449,7 @@ def periodic_histories(rows):
     return histories
 
 
-def plot_training_curves(rows, path):
+def plot_training_curves(rows, path, floor=()):
     """A column per panel (training_lines): the periodic metric against images seen above,
     against training hours below, on one y scale throughout."""
     histories = periodic_histories(rows)
@@ -435,6 +468,8 @@ def plot_training_curves(rows, path):
                            label=label)
             by_hours.plot([p["train_seconds"] / 3600 for p in history], fds, marker="o", ms=3, ls=style,
                           color=colour)
+        for ax in (by_images, by_hours):
+            draw_floor(ax, floor, {p["n_samples"] for p in points})
         by_images.set_title(title)
         by_images.set_xlabel("training images seen")
         by_hours.set_xlabel("training wall-clock (hours)")
@@ -509,15 +544,20 @@ def plot_sample_grids(rows, path, baseline_nfes=GRID_NFES):
 def plot_results(csv_paths, out_dir, grid_nfes=GRID_NFES):
     """Write the figures and tables above for the given results CSVs; returns {name: path written}.
     grid_nfes: the baselines' budgets (network calls) in sample_grids.png."""
-    rows = read_results(csv_paths)
+    every_row = read_results(csv_paths)
+    floor = [row for row in every_row if row["method"] == REAL_DATA]
+    rows = [row for row in every_row if row["method"] != REAL_DATA]
+    if not rows:
+        raise ValueError(f"{', '.join(map(str, csv_paths))} hold only the real-data floor: no "
+                         f"model's results to draw")
     points = seed_means(rows)  # the figures' points: one per result, seeds averaged
     label_curves(points)
     for point in points:  # results.json gives each row the curve it is drawn on
         for row in point["rows"]:
             row["curve"] = point["curve"]
-    metric = the_one(rows, "metrics", lambda row: row["metric_name"])
-    the_one(rows, "feature networks", features)
-    the_one(rows, "data sets", lambda row: row["data"])
+    metric = the_one(every_row, "metrics", lambda row: row["metric_name"])
+    the_one(every_row, "feature networks", features)
+    the_one(every_row, "data sets", lambda row: row["data"])
     out_dir = Path(out_dir)
     check_writable(out_dir, "--out")
     paths = {"fd_vs_nfe": out_dir / "fd_vs_nfe.png",
@@ -529,13 +569,13 @@ def plot_results(csv_paths, out_dir, grid_nfes=GRID_NFES):
     colours = {label: f"C{i % 10}" for i, label in enumerate(curves(points))}  # same colour in every figure
     scored = [point for point in points if point["fd"] is not None]  # `ddgan eval --metrics kid,pr` has no fd
     if scored:
-        plot_fd_vs_nfe(scored, metric, colours, paths["fd_vs_nfe"])
-        plot_divergence_comparison(scored, metric, colours, paths["divergence_comparison"])
+        plot_fd_vs_nfe(scored, metric, colours, paths["fd_vs_nfe"], floor)
+        plot_divergence_comparison(scored, metric, colours, paths["divergence_comparison"], floor)
     else:
         for name in ("fd_vs_nfe", "divergence_comparison"):
             message_figure(f"no {metric} in the results (evaluate with --metrics fid)", paths[name])
-    plot_training_curves(rows, paths["training_curves"])
+    plot_training_curves(rows, paths["training_curves"], floor)
     plot_sample_grids(rows, paths["sample_grids"], grid_nfes)
-    write_table(rows, points, metric, paths["results_md"])
-    paths["results_json"].write_text(json.dumps(rows, indent=1) + "\n")
+    write_table(rows, points, metric, paths["results_md"], floor)
+    paths["results_json"].write_text(json.dumps(floor + rows, indent=1) + "\n")
     return paths

@@ -55,7 +55,8 @@ def mode_metrics(samples, centres):
 # without them), Adam(0, 0.99) over (0.5, 0.9), and one thread (small matrices run slower
 # on two). EMA sampling, other widths, depths, latent sizes and data scales did not help.
 TOY_DEFAULTS = {"iters": 16000, "batch_size": 256, "hidden": 128, "depth": 3, "nz": 2,
-                "lr_g": 2e-3, "lr_d": 2e-3, "betas": (0.0, 0.99), "r1_gamma": 0.2, "r1_every": 4,
+                "lr_g": 2e-3, "lr_d": 2e-3, "betas": (0.0, 0.99), "r1_gamma": 0.2, "r2_gamma": None,
+                "r1_every": 4,
                 "lr_decay": True, "fourier_features": 64, "g_fourier_scale": 0.5,
                 "d_fourier_scale": 1.0, "data_scale": 2.0}
 
@@ -69,7 +70,8 @@ def run_toy(data="25gaussians", divergence="js", steps=4, out=None, iters=None, 
     changes the hyperparameters above). method 'ddgan': T = steps; `iters` counts
     discriminator steps, so that every divergence gets the same budget: with n_critic critic
     steps per generator step (5 for wgan-gp) G takes iters / n_critic steps. R1 (r1_gamma,
-    every r1_every D steps) regularises the f-divergences; wgan-gp has its gradient penalty.
+    every r1_every D steps) regularises the f-divergences, with R2 on fakes (r2_gamma, null:
+    r1_gamma for rpgan, else off); wgan-gp has its gradient penalty alone.
     The denoising methods: the same MLP (without z) trained for `iters` steps with the images'
     defaults (DDPM's T = 1000 linear betas, EDM's sigma distribution), sampled with `steps`
     as their --steps counts it (DDPM's K calls, EDM's N noise levels) and their samplers.

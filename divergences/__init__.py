@@ -5,25 +5,22 @@
     >>> loss_d = div.d_loss(real_out, fake_out); loss_g = div.g_loss(fake_out)
 
 A new divergence is one file with a subclass of FDivergence (or Divergence)
-and one line in DIVERGENCES below.
+and its class in DIVERGENCES below (a paired one, RpGAN, also gives V on the real pair to
+g_loss: base.Divergence.paired).
 """
 import inspect
 
 from .base import Divergence, FDivergence
 from .hellinger import SquaredHellinger
 from .js import JensenShannon
-from .regularizers import R1, GradientPenalty, Regularizer, gradient_penalty, r1_penalty
+from .regularizers import R1, R2, GradientPenalty, Regularizer, gradient_penalty, r1_penalty
 from .rkl import ReverseKL
+from .rpgan import RelativisticPairing
 from .tv import TotalVariation
 from .wgan_gp import WassersteinGP
 
-DIVERGENCES = {
-    "js": JensenShannon,
-    "hellinger": SquaredHellinger,
-    "rkl": ReverseKL,
-    "tv": TotalVariation,
-    "wgan-gp": WassersteinGP,
-}
+DIVERGENCES = {cls.name: cls for cls in (JensenShannon, SquaredHellinger, ReverseKL, TotalVariation,
+                                             WassersteinGP, RelativisticPairing)}
 
 
 def get_divergence(name, **options):
@@ -39,5 +36,5 @@ def get_divergence(name, **options):
     return cls(**options)
 
 
-__all__ = ["DIVERGENCES", "Divergence", "FDivergence", "GradientPenalty", "R1", "Regularizer",
+__all__ = ["DIVERGENCES", "Divergence", "FDivergence", "GradientPenalty", "R1", "R2", "Regularizer",
            "get_divergence", "gradient_penalty", "r1_penalty"]

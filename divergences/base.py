@@ -10,9 +10,16 @@ closed form; everything else is shared.
 
 class Divergence:
     """Interface of every adversarial objective: d_loss and g_loss on raw outputs V, and the
-    penalties on D that belong to it (`regularizers`, see regularizers.py)."""
+    penalties on D that belong to it (`regularizers`, see regularizers.py).
+
+    paired: the losses compare V on a real and a fake x_{t-1} with the same x_t and t, element
+    by element, and g_loss takes V on the real pair too: g_loss(fake_out, real_out).
+    with_r2: R2 on fakes comes with R1, at R1's gamma, unless the run sets divergence.r2_gamma.
+    """
 
     name = None
+    paired = False
+    with_r2 = False
 
     def __init__(self, n_critic=1):
         if isinstance(n_critic, bool) or not isinstance(n_critic, int) or n_critic < 1:

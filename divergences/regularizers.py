@@ -2,8 +2,8 @@
 
 A Regularizer is a penalty the discriminator step adds to D's loss, weight_at(d_step)
 times its value; a divergence lists its own in `regularizers` (wgan-gp: the gradient
-penalty), and the method adds R1 from its config. A new penalty (R2 on fakes, a
-zero-centred one) is one subclass here.
+penalty), and the method adds R1 on reals and R2 on fakes from its config. A new penalty
+is one subclass here.
 
 The squared norms and their means are taken in float32; under bf16 autocast the
 input gradients themselves come through the network's bf16 kernels.
@@ -55,11 +55,12 @@ def lazy_r1_weight(r1_gamma, r1_every, d_step, rule="stylegan2"):
 
 class Regularizer:
     """A penalty on the discriminator. name: its key in the step's statistics (and the logs).
-    on_real: it differentiates D's output on the real pair with respect to x_{t-1}, so the step
-    makes that pass with input gradients. per_sample: it needs each output to depend on its own
-    input only (no minibatch statistics in D)."""
+    on_real (on_fake): it differentiates D's output on the real (fake) pair with respect to
+    x_{t-1}, so the step makes that pass with input gradients. per_sample: it needs each output
+    to depend on its own input only (no minibatch statistics in D)."""
     name = None
     on_real = False
+    on_fake = False
     per_sample = False
     every = 1  # it weighs on every `every`-th step (a lazy penalty's interval)
 
@@ -70,9 +71,9 @@ class Regularizer:
     def __repr__(self):
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
-    def __call__(self, critic, real, fake, condition, real_out):
+    def __call__(self, critic, real, fake, condition, real_out, fake_out):
         """The penalty's value. critic(x_{t-1}, *condition) is D, differentiable twice; real and
-        fake are x_{t-1} batches, real_out D's output on real."""
+        fake are x_{t-1} batches, real_out and fake_out D's outputs on them."""
         raise NotImplementedError
 
 
@@ -86,8 +87,29 @@ class R1(Regularizer):
     def weight_at(self, d_step):
         return lazy_r1_weight(self.gamma, self.every, d_step, self.lazy_rule)
 
-    def __call__(self, critic, real, fake, condition, real_out):
+    def __call__(self, critic, real, fake, condition, real_out, fake_out):
         return r1_penalty(real_out, real)
+
+
+class R2(R1):
+    """(gamma / 2) E_Q ||grad V||^2 on fake x_{t-1}: R1's twin on the generator's samples, on R1's
+    lazy schedule."""
+    name, on_real, on_fake = "r2", False, True
+
+    def __call__(self, critic, real, fake, condition, real_out, fake_out):
+        return _squared_grad_norm(fake_out, fake).mean()
+
+
+def input_penalties(divergence, r1_gamma, r2_gamma=None, every=1, lazy_rule="stylegan2"):
+    """R1 (and R2) for `divergence`, to go before its own regularisers. r2_gamma None: R1's
+    gamma for a divergence that comes with R2 (with_r2, RpGAN's pairing), else none."""
+    if r2_gamma is None:
+        r2_gamma = r1_gamma if divergence.with_r2 else 0.0
+    for name, gamma in (("r1_gamma", r1_gamma), ("r2_gamma", r2_gamma)):
+        if gamma < 0:
+            raise ValueError(f"{name} must be >= 0 (0 = off), got {gamma}")
+    return ([R1(r1_gamma, every, lazy_rule)] if r1_gamma > 0 else []) + \
+           ([R2(r2_gamma, every, lazy_rule)] if r2_gamma > 0 else [])
 
 
 class GradientPenalty(Regularizer):
@@ -100,5 +122,5 @@ class GradientPenalty(Regularizer):
     def weight_at(self, d_step):
         return self.weight
 
-    def __call__(self, critic, real, fake, condition, real_out):
+    def __call__(self, critic, real, fake, condition, real_out, fake_out):
         return gradient_penalty(critic, real, fake, *condition)

@@ -7,6 +7,8 @@ A cell is one run, trained and then evaluated on its own: ddgan_<divergence>_T<T
 CONFIG_DIR/ddgan_<divergence>.yaml at each --steps T, and <baseline> from
 CONFIG_DIR/<baseline>.yaml sampled with each of its samplers at each --baseline-steps count;
 --seeds gives each cell one run per training seed (a seed other than 0 is named ..._seed<s>).
+The cell real_data is the floor (--no-floor: none): the data's held-out test split, scored as
+the samples are at each sample count the sweep's rows use.
 
 Each finished cell writes its rows at once to RESULTS/cells/<cell>.json, with its grids in
 RESULTS/grids/ and its periodic evaluation (the training curve) in RESULTS/curves/<cell>.csv,
@@ -58,6 +60,7 @@ class Cell:
     # trained T), () samplers: the method's eval samplers
     evaluations: tuple = (((), (), None),)
     options: dict = field(default_factory=dict)  # the sweep's evaluation settings
+    floor_samples: tuple = ()  # the floor's cell: no run, the held-out data at these counts
 
 
 def train_once(settings):
@@ -75,20 +78,25 @@ def run_cell(cell):
     This runs in the executor's worker: a process of this machine or a cluster job."""
     import torch
 
-    from ddgan.evaluate import evaluate_runs
+    from ddgan.evaluate import evaluate_real_data, evaluate_runs
 
     o = cell.options
     torch.set_num_threads(o["threads"])
     settings = load_shared_config(Path(cell.config), list(cell.overrides))
-    run_dir = train_once(settings)
     results = Path(o["results"])
-    rows = []
-    for steps, samplers, num_samples in cell.evaluations:
-        rows += evaluate_runs([run_dir], o["extractor"], steps=list(steps) or None,
-                              samplers=list(samplers) or None, num_samples=num_samples or o["num_samples"],
-                              metrics=o["metrics"], seed=o["eval_seed"], grid_dir=results / "grids")
+    if cell.floor_samples:
+        rows = evaluate_real_data(settings.data, o["extractor"], cell.floor_samples, o["metrics"],
+                                  seed=o["eval_seed"], grid_dir=results / "grids")
+        run_dir = None
+    else:
+        run_dir = train_once(settings)
+        rows = []
+        for steps, samplers, num_samples in cell.evaluations:
+            rows += evaluate_runs([run_dir], o["extractor"], steps=list(steps) or None,
+                                  samplers=list(samplers) or None, num_samples=num_samples or o["num_samples"],
+                                  metrics=o["metrics"], seed=o["eval_seed"], grid_dir=results / "grids")
     curve = results / "curves" / f"{cell.name}.csv"
-    if (run_dir / "eval.csv").is_file():
+    if run_dir is not None and (run_dir / "eval.csv").is_file():
         curve.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(run_dir / "eval.csv", curve)
     for row in rows:  # paths relative to RESULTS, where sweep.csv names them too
@@ -146,7 +154,27 @@ def plan_cells(args):
             if baseline in extra:  # its default sampler only
                 evaluations.append((extra[baseline], (method.default_sampler(),), args.extra_samples))
             add(baseline, config_dir / f"{baseline}.yaml", [], seed, evaluations=tuple(evaluations))
+    if args.floor and cells:
+        add_floor(cells, args, options)
     return cells
+
+
+FLOOR_CELL = "real_data"
+
+
+def add_floor(cells, args, options):
+    """The floor's cell, first: the held-out data of the sweep's data set at every sample count
+    its rows use (the final evaluations' and the periodic one's), so each table and figure
+    holds the value a perfect model would reach on as many samples."""
+    first = cells[0]
+    settings = load_shared_config(Path(first.config), list(first.overrides))
+    counts = {args.num_samples, *args.baseline_samples.values()}
+    if args.extra_steps:
+        counts.add(args.extra_samples or args.num_samples)
+    if settings.eval.every_images:
+        counts.add(settings.eval.num_samples)
+    cells.insert(0, Cell(FLOOR_CELL, first.config, first.overrides, "", options=options,
+                         floor_samples=tuple(sorted(counts, reverse=True))))
 
 
 def merge(results):
@@ -252,6 +280,8 @@ def parse_args(argv=None):
     parser.add_argument("--slurm-partition", default=None)
     parser.add_argument("--gpus-per-job", type=int, default=0)
     parser.add_argument("--cpus-per-job", type=int, default=1)
+    parser.add_argument("--floor", action=argparse.BooleanOptionalAction, default=True,
+                        help="evaluate the real-data floor as the cell real_data (default on)")
     parser.add_argument("--list", action="store_true", help="print each cell and its state, run none")
     args = parser.parse_args(argv)
     args.results = args.results or Path(args.out) / "results"
@@ -277,7 +307,7 @@ def parse_args(argv=None):
 def state(cell):
     if cell_file(cell.options["results"], cell.name).is_file():
         return "finished"
-    return "started" if Run(cell.run_dir).last.exists() else "new"
+    return "started" if cell.run_dir and Run(cell.run_dir).last.exists() else "new"
 
 
 def main(argv=None):

@@ -20,7 +20,7 @@ def test_every_shipped_config_loads(path):
 
 def test_required_configs_exist():
     names = {str(p.relative_to(REPO / "configs")) for p in CONFIGS}
-    for d in ("js", "hellinger", "rkl", "tv", "wgan_gp"):
+    for d in ("js", "hellinger", "rkl", "tv", "wgan_gp", "rpgan"):
         assert f"fmnist/ddgan_{d}.yaml" in names
     assert "cifar10/ddgan_js.yaml" in names and "tiny.yaml" in names
 
@@ -142,3 +142,24 @@ def test_settings_are_typed_frozen_and_save_as_the_merged_config(tmp_path):
         updated(settings, {"ddgan": {"denoising_steps": "3"}})
     with pytest.raises(ConfigError, match="unknown config key 'ddgan.steps'"):
         updated(settings, {"ddgan": {"steps": 3}})
+
+
+def test_a_config_names_its_base_and_changes_a_few_keys(tmp_path):
+    """`base:` reads another file first (relative to this one's folder, itself free to have a
+    base); sections merge key by key; a loop or a missing base is an error naming the file."""
+    (tmp_path / "a.yaml").write_text("divergence:\n  name: js\n  r1_gamma: 0.5\ntrain:\n  batch_size: 8\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.yaml").write_text("base: ../a.yaml\ndivergence:\n  name: rpgan\n")
+    (tmp_path / "c.yaml").write_text("base: sub/b.yaml\ntrain:\n  max_steps: 7\n")
+    cfg = load_config(tmp_path / "c.yaml", ["train.batch_size=4"])
+    assert (cfg.divergence.name, cfg.divergence.r1_gamma) == ("rpgan", 0.5)
+    assert (cfg.train.batch_size, cfg.train.max_steps) == (4, 7)
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(ConfigError, match="leads back"):
+        load_config(tmp_path / "loop.yaml")
+    (tmp_path / "lost.yaml").write_text("base: gone.yaml\n")
+    with pytest.raises(ConfigError, match="gone.yaml does not exist"):
+        load_config(tmp_path / "lost.yaml")
+    # The shipped RpGAN recipe is js's recipe with the divergence changed, key for key.
+    js, rpgan = (load_config(REPO / f"configs/fmnist/cpu/ddgan_{d}.yaml") for d in ("js", "rpgan"))
+    assert config_differences(js, rpgan) == ["divergence.name", "train.out_dir"]

@@ -6,7 +6,7 @@ import pytest
 
 from ddgan.cli import main
 from ddgan.config import load_config
-from ddgan.evaluate import append_csv
+from ddgan.evaluate import append_csv, evaluate_real_data
 from ddgan.featnet import train_featnet
 from ddgan.methods import load_shared_config
 from ddgan.train import train
@@ -68,6 +68,30 @@ def test_eval_command_and_its_errors(fake_data, tiny_run, tmp_path, capsys):
     err = run_cli(["eval", str(tiny_run), *base, "--metrics", "fid,is"], capsys)
     assert "unknown metric" in err
     assert len(list(csv.DictReader(open(out.with_suffix(".csv"))))) == 1  # failures append nothing
+
+
+def test_the_real_data_floor_is_the_held_out_split_scored_as_samples_are(fake_data, tmp_path, capsys):
+    """`ddgan eval --real-data`: the test split against the training set, a row per count; a
+    subset is a subset of the larger one, and the training set itself would score 0."""
+    root, featnet = fake_data
+    out = tmp_path / "floor.json"
+    main(["eval", "--real-data", "fmnist", "--data-root", str(root), "--extractor", f"featnet:{featnet}",
+          "--num-samples", "64", "32", "--metrics", "fid,kid", "--out", str(out)])
+    rows = json.loads(out.read_text())
+    assert [(r["method"], r["n_samples"], r["nfe"]) for r in rows] == [("real data", 64, 0), ("real data", 32, 0)]
+    assert all(r["fd"] > 0 and r["data"] == "Fashion-MNIST" and (tmp_path / r["grid"]).is_file() for r in rows)
+    assert "real_data_n64 test split" in capsys.readouterr().out
+    from types import SimpleNamespace
+
+    from ddgan.data import load_images
+    from ddgan.metrics import compute_metrics, resolve_extractor
+    train_images = load_images("fmnist", str(root))
+    assert compute_metrics(train_images, train_images, resolve_extractor(f"featnet:{featnet}"))["fd"] == \
+        pytest.approx(0, abs=1e-3)
+    assert rows[0]["fd"] == pytest.approx(evaluate_real_data(
+        SimpleNamespace(name="fmnist", root=str(root), image_size=None), f"featnet:{featnet}", (64,))[0]["fd"])
+    err = run_cli(["eval", "--extractor", f"featnet:{featnet}", "--out", str(out)], capsys)
+    assert "either run folders or --real-data" in err
 
 
 def test_periodic_evaluation_needs_an_extractor(fake_data, tmp_path):

@@ -302,3 +302,46 @@ def test_training_curves_have_a_panel_per_divergence_a_colour_per_t_and_a_line_s
         "DDGAN tv": [("T=4", "C1", "-")],
         "baselines": [("ddpm, 8 NFE (other/ddpm)", "C0", "-"), ("ddpm, 8 NFE (study/ddpm)", "C0", "--"),
                       ("flow, 8 NFE", "C1", "-")]}
+
+
+def test_the_real_data_floor_heads_the_table_and_is_a_line_in_every_fd_figure(tmp_path, monkeypatch):
+    """Floor rows (`ddgan eval --real-data`) are no curve: a table of their own, and a dotted
+    line at each sample count a figure's results use (the periodic curves' too)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    from ddgan import plot
+    from ddgan.evaluate import REAL_DATA
+
+    monkeypatch.chdir(tmp_path)
+    floor = [{**result(f"real_data_n{n}", REAL_DATA, "", "test split", 0, 0, fd), "n_samples": n,
+              "train_seed": "", "images_seen": ""} for n, fd in ((2000, 0.404), (500, 0.904))]
+    write_csv(tmp_path / "runs" / "js_T2" / "eval.csv", [
+        {"step": s, "images_seen": 64 * s, "train_seconds": 36.0 * s, "metric_name": "FD-cls", "fd": 90.0 / s,
+         "n_samples": 500, "extractor": "featnet", "extractor_hash": "ab12cd"} for s in (100, 200)],
+        columns=["step", "images_seen", "train_seconds", "metric_name", "fd", "n_samples", "extractor",
+                 "extractor_hash"])
+    models = [result("runs/js_T2", "ddgan", "js", "ddgan", 2, 2, 27.3),
+              result("runs/ddpm", "ddpm", "", "ddim", 4, 4, 99.9)]
+    models[0]["eval_csv"] = str(tmp_path / "runs" / "js_T2" / "eval.csv")
+    csv_path = write_csv(tmp_path / "evals" / "all.csv", floor + models)
+
+    drawn = {}
+    original = plot.save
+
+    def keep_lines(fig, path):
+        drawn[Path(path).stem] = [line.get_label() for ax in fig.axes for line in ax.get_lines()
+                                  if line.get_label().startswith("real data")]
+        original(fig, path)
+
+    monkeypatch.setattr(plot, "save", keep_lines)
+    plot_results([csv_path], tmp_path / "figures")
+    assert drawn["fd_vs_nfe"] == drawn["divergence_comparison"] == ["real data, n=2000 (0.40)"]
+    assert drawn["training_curves"] == ["real data, n=500 (0.90)"] * 2  # by images and by hours
+    table = (tmp_path / "figures" / "results.md").read_text()
+    assert "| 2000 | 0.40 |" in table and "| 500 | 0.90 |" in table
+    assert REAL_DATA not in table.split("| run |")[1]  # not among the models' rows
+    with pytest.raises(ValueError, match="only the real-data floor"):
+        plot_results([write_csv(tmp_path / "floor.csv", floor)], tmp_path / "f2")
+    pyplot.close("all")

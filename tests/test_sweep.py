@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from ddgan import checkpoint
+from ddgan.evaluate import REAL_DATA
 from ddgan.methods import METHODS, load_shared_config
 from ddgan.train import train
 
@@ -33,6 +34,11 @@ def test_sweep_runs_cells_in_parallel_then_merges_eval_and_plot(fake_data, tmp_p
 
     with open(kept / "sweep.csv", newline="") as f:
         rows = list(csv.DictReader(f))
+    # The floor: the held-out split at every sample count of the rows (final and periodic)
+    floor = [r for r in rows if r["method"] == REAL_DATA]
+    assert sorted(int(r["n_samples"]) for r in floor) == [16, 20, 24, 40]
+    assert all(float(r["fd"]) >= 0 and r["nfe"] == "0" and (kept / r["grid"]).is_file() for r in floor)
+    rows = [r for r in rows if r["method"] != REAL_DATA]
     # DDPM's reference point: its default sampler only, at its own sample count
     [extra] = [r for r in rows if r["n_samples"] == "20"]
     assert (extra["method"], extra["sampler"], extra["steps"], extra["nfe"]) == ("ddpm", "ancestral", "5", "5")
@@ -79,7 +85,8 @@ def test_sweep_skips_finished_cells_resumes_interrupted_ones_and_survives_a_fail
     (configs / "ddgan_js.yaml").write_text((REPO / "configs/fmnist/ddgan_js.yaml").read_text())
     (configs / "ddpm.yaml").write_text("method: ddpm\ndata:\n  name: fmnist\nddpm:\n  no_such_key: 1\n")
     out = tmp_path / "sweep"
-    common = ["--config-dir", str(configs), "--divergences", "js", "--max-steps", "4", "--jobs", "2"]
+    common = ["--config-dir", str(configs), "--divergences", "js", "--max-steps", "4", "--jobs", "2",
+              "--no-floor"]
 
     first = sweep(out, featnet, root, *common, "--steps", "1", "--baselines")
     finished = out / "results" / "cells" / "ddgan_js_T1.json"

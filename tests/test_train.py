@@ -50,7 +50,7 @@ def assert_same_state(a, b, where=""):
         assert a == b, where
 
 
-@pytest.mark.parametrize("divergence", ["js", "wgan-gp"])
+@pytest.mark.parametrize("divergence", ["js", "wgan-gp", "rpgan"])
 def test_resume_equals_an_uninterrupted_run(fake_fmnist, tmp_path, divergence):
     extra = ["train.max_steps=20", "train.ckpt_every=10", f"divergence.name={divergence}",
              "optim.cosine_decay=true", "divergence.r1_every=3"]

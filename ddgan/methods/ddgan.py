@@ -7,8 +7,8 @@ import math
 
 import torch
 
-from divergences import R1, get_divergence
-from divergences.regularizers import LAZY_R1_RULES
+from divergences import get_divergence
+from divergences.regularizers import LAZY_R1_RULES, input_penalties
 
 from ..config import check_count
 from ..diffusion import ForwardProcess
@@ -44,10 +44,11 @@ SECTIONS = {
         "floor_odd_sizes": False,  # true: halve 7 to 3 as runs saved before this key did
     },
     "divergence": {
-        "name": "js",            # js | hellinger | rkl | tv | wgan-gp
+        "name": "js",            # a name in divergences.DIVERGENCES
         "options": {},           # passed to divergences.get_divergence (generator_loss, n_critic, gp_weight)
-        "r1_gamma": 0.02,        # R1 weight gamma; the penalty is gamma / 2 * E||grad||^2
-        "r1_every": 1,           # lazy R1: every k discriminator steps
+        "r1_gamma": 0.02,        # R1 weight gamma; the penalty is gamma / 2 * E||grad||^2 on real x_{t-1}
+        "r2_gamma": None,        # R2, the same on fake x_{t-1}; null: r1_gamma for rpgan, else off
+        "r1_every": 1,           # lazy R1 and R2: every k discriminator steps
         "r1_lazy_rule": "stylegan2",  # stylegan2: weight k gamma / 2 there | ddgan: gamma / 2 (authors' code)
     },
 }
@@ -78,19 +79,21 @@ def discriminator_step(generator, discriminator, optimizer, process, divergence,
     penalised = discriminator if penalised is None else penalised
     active = [(reg, weight) for reg in divergence.regularizers if (weight := reg.weight_at(d_step))]
     on_real = any(reg.on_real for reg, _ in active)
+    on_fake = any(reg.on_fake for reg, _ in active)
     t = random_steps(process, x0.shape[0], x0.device)
     x_prev, x_t = process.q_sample_pair(x0, t)
     x_prev.requires_grad_(on_real)
     real_out = (penalised if on_real else discriminator)(x_prev, x_t, t).float()
     with torch.no_grad():
         fake_prev = generated_prev(generator, process, x_t, t, nz)
-    fake_out = discriminator(fake_prev, x_t, t).float()
+    fake_prev.requires_grad_(on_fake)
+    fake_out = (penalised if on_fake else discriminator)(fake_prev, x_t, t).float()
 
     loss = divergence.d_loss(real_out, fake_out)
     stats = {"d_loss": loss.detach(), "d_real": real_out.detach().mean(),
              "d_fake": fake_out.detach().mean()}
     for reg, weight in active:
-        value = reg(penalised, x_prev, fake_prev, (x_t, t), real_out)
+        value = reg(penalised, x_prev, fake_prev, (x_t, t), real_out, fake_out)
         loss = loss + weight * value
         stats[reg.name] = value.detach()
     stats["d_total"] = loss.detach()
@@ -116,13 +119,23 @@ def critic_steps(generator, discriminator, optimizer, process, divergence, batch
 
 def generator_step(generator, discriminator, optimizer, process, divergence, x0, nz,
                    backward=torch.Tensor.backward, max_grad_norm=0.0):
-    """One update of G against a frozen D. Pass D unwrapped (not DDP): it only routes gradients."""
+    """One update of G against a frozen D. Pass D unwrapped (not DDP): it only routes gradients.
+    A paired divergence also scores a real x_{t-1} of the same x_t and t."""
     t = random_steps(process, x0.shape[0], x0.device)
-    x_t = process.q_sample(x0, t)
+    if divergence.paired:
+        x_prev, x_t = process.q_sample_pair(x0, t)
+    else:
+        x_t = process.q_sample(x0, t)
     fake_prev = generated_prev(generator, process, x_t, t, nz)
     discriminator.requires_grad_(False)
     try:
-        loss = divergence.g_loss(discriminator(fake_prev, x_t, t).float())
+        fake_out = discriminator(fake_prev, x_t, t).float()
+        if divergence.paired:
+            with torch.no_grad():
+                real_out = discriminator(x_prev, x_t, t).float()
+            loss = divergence.g_loss(fake_out, real_out)
+        else:
+            loss = divergence.g_loss(fake_out)
     finally:
         discriminator.requires_grad_(True)
     optimizer.zero_grad(set_to_none=True)
@@ -143,13 +156,14 @@ def build_process(ddgan):
 
 
 def build_divergence(settings):
-    """The divergence with its regularisers, R1 first where divergence.r1_gamma > 0."""
+    """The divergence with its regularisers, R1 and R2 (where their gammas are > 0) first."""
     d = settings.divergence
     divergence = get_divergence(d.name, **d.options)
-    if d.r1_gamma > 0:
-        divergence.regularizers.insert(0, R1(d.r1_gamma, d.r1_every, d.r1_lazy_rule))
-    if any(reg.per_sample for reg in divergence.regularizers) and settings.discriminator.minibatch_std_group:
-        raise ValueError("wgan-gp needs a per-sample critic: set "
+    divergence.regularizers[:0] = input_penalties(divergence, d.r1_gamma, d.r2_gamma, d.r1_every,
+                                                  d.r1_lazy_rule)
+    per_sample = [reg.name for reg in divergence.regularizers if reg.per_sample]
+    if per_sample and settings.discriminator.minibatch_std_group:
+        raise ValueError(f"{d.name}'s penalty {', '.join(per_sample)} needs a per-sample critic: set "
                          "discriminator.minibatch_std_group=0 (minibatch statistics make "
                          "each gradient depend on the other samples)")
     return divergence
@@ -206,6 +220,10 @@ class DDGAN(Method):
         d = settings.divergence
         if d.r1_gamma < 0:
             raise ValueError(f"divergence.r1_gamma must be >= 0 (0 = no R1), got {d.r1_gamma}")
+        if d.r2_gamma is not None and (isinstance(d.r2_gamma, bool) or not isinstance(d.r2_gamma, (int, float))
+                                       or d.r2_gamma < 0):
+            raise ValueError(f"divergence.r2_gamma must be a number >= 0 (0 = no R2) or null "
+                             f"(the divergence's default), got {d.r2_gamma!r}")
         check_count("divergence.r1_every", d.r1_every)
         if d.r1_lazy_rule not in LAZY_R1_RULES:
             raise ValueError(f"divergence.r1_lazy_rule must be one of {', '.join(LAZY_R1_RULES)}, "
@@ -340,10 +358,9 @@ class ToyDDGAN:
                              f"{self.div.n_critic}, got {hp['iters']}")
         self.schedulers = cosine_schedules([self.opt_g, self.opt_d], hp, self.num_updates)
         check_count("r1_every", hp["r1_every"])
-        if hp["r1_gamma"] < 0:
-            raise ValueError(f"r1_gamma must be >= 0 (0 = no R1), got {hp['r1_gamma']}")
-        if hp["r1_gamma"] and not self.div.regularizers:  # wgan-gp keeps its own penalty alone
-            self.div.regularizers.append(R1(hp["r1_gamma"], hp["r1_every"]))
+        penalties = input_penalties(self.div, hp["r1_gamma"], hp["r2_gamma"], hp["r1_every"])
+        if not self.div.regularizers:  # wgan-gp keeps its own penalty alone
+            self.div.regularizers += penalties
         self.updates = 0
 
     def train_step(self, draw_batch):
