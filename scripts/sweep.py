@@ -282,6 +282,9 @@ def parse_args(argv=None):
     parser.add_argument("--cpus-per-job", type=int, default=1)
     parser.add_argument("--floor", action=argparse.BooleanOptionalAction, default=True,
                         help="evaluate the real-data floor as the cell real_data (default on)")
+    parser.add_argument("--cells", nargs="+", default=None, metavar="CELL",
+                        help="only these cells of the plan (names as --list prints them), e.g. "
+                        "real_data ddgan_js_T2 flow")
     parser.add_argument("--list", action="store_true", help="print each cell and its state, run none")
     args = parser.parse_args(argv)
     args.results = args.results or Path(args.out) / "results"
@@ -313,6 +316,12 @@ def state(cell):
 def main(argv=None):
     args = parse_args(argv)
     cells = plan_cells(args)
+    if args.cells is not None:
+        unknown = sorted(set(args.cells) - {cell.name for cell in cells})
+        if unknown:
+            raise SystemExit(f"--cells {' '.join(unknown)}: not a cell of this sweep; its cells: "
+                             f"{', '.join(cell.name for cell in cells)}")
+        cells = [cell for cell in cells if cell.name in args.cells]
     if args.list:
         for cell in cells:
             print(f"{state(cell):9s} {cell.name}")
