@@ -10,6 +10,14 @@ CONFIG_DIR/<baseline>.yaml sampled with each of its samplers at each --baseline-
 The cell real_data is the floor (--no-floor: none): the data's held-out test split, scored as
 the samples are at each sample count the sweep's rows use.
 
+The budget axis: `--budgets 192000 384000` continues every cell's run, by exact resume, from
+--train-images to each later budget in turn, and writes that budget's rows, grids, curves,
+merged CSV and figures to RESULTS/budgets/<images>/ (DDGAN at its T, a baseline as
+--budget-evals says), then the figures and ranked table across budgets to
+RESULTS/budgets/figures/ (ddgan/budget_axis.py). A cell whose earlier budget has rows but whose
+run folder is gone is refused, as is a budget below what its run has trained: --retrain trains
+such a cell again from scratch (its rows already written stay).
+
 Each finished cell writes its rows at once to RESULTS/cells/<cell>.json, with its grids in
 RESULTS/grids/ and its periodic evaluation (the training curve) in RESULTS/curves/<cell>.csv,
 and the merged RESULTS/sweep.csv, the figures and the Markdown table (RESULTS/figures/) are
@@ -50,31 +58,54 @@ from divergences import DIVERGENCES
 
 
 @dataclass
+class Stage:
+    """One training budget of a cell: its run trained to max_steps, then evaluated, with the
+    rows written to the results folder of that budget."""
+    results: str
+    max_steps: int = None  # None: the floor's, which trains nothing
+    images: int = None     # the budget in training images (None: given as --max-steps)
+    # (steps, samplers, samples) per evaluation; () steps: the method's default (a DDGAN's
+    # trained T), () samplers: the method's eval samplers
+    evaluations: tuple = (((), (), None),)
+
+
+@dataclass
 class Cell:
-    """One training run of the sweep and how it is evaluated; plain values, so it pickles."""
+    """One training run of the sweep and its budgets, in order; plain values, so it pickles."""
     name: str
     config: str
     overrides: tuple
     run_dir: str
-    # (steps, samplers, samples) per evaluation; () steps: the method's default (a DDGAN's
-    # trained T), () samplers: the method's eval samplers
-    evaluations: tuple = (((), (), None),)
+    stages: tuple
     options: dict = field(default_factory=dict)  # the sweep's evaluation settings
     floor_samples: tuple = ()  # the floor's cell: no run, the held-out data at these counts
 
 
+class BudgetError(RuntimeError):
+    """A run that has trained past the budget asked of it: a run only trains forward."""
+
+
+def trained_steps(run_dir):
+    last = Run(run_dir).last if run_dir else None
+    return checkpoint.load(last)["step"] if last is not None and last.exists() else None
+
+
 def train_once(settings):
-    """Train the settings' run to train.max_steps: start it, resume it, or leave it if finished."""
+    """Train the settings' run to train.max_steps: start it, resume or continue it (a larger
+    budget), or leave it where it is already there."""
     run = Run(settings.train.out_dir)
-    if run.last.exists():
-        if checkpoint.load(run.last)["step"] >= settings.train.max_steps:
-            return run.dir
-        return train(settings, resume=True)
-    return train(settings)
+    steps = trained_steps(run.dir)
+    if steps is None:
+        return train(settings)
+    if steps > settings.train.max_steps:
+        raise BudgetError(f"{run.dir} has trained {steps} steps, past the {settings.train.max_steps} "
+                          f"asked of it")
+    return run.dir if steps == settings.train.max_steps else train(settings, resume=True)
 
 
 def run_cell(cell):
-    """Train the cell's run (or resume it), evaluate it and write its rows; returns them.
+    """Each budget of the cell not yet done, in order: train its run to it (start, resume or
+    continue the run), evaluate it and write its rows; returns the rows written.
     This runs in the executor's worker: a process of this machine or a cluster job."""
     import torch
 
@@ -82,20 +113,33 @@ def run_cell(cell):
 
     o = cell.options
     torch.set_num_threads(o["threads"])
-    settings = load_shared_config(Path(cell.config), list(cell.overrides))
-    results = Path(o["results"])
-    if cell.floor_samples:
-        rows = evaluate_real_data(settings.data, o["extractor"], cell.floor_samples, o["metrics"],
-                                  seed=o["eval_seed"], grid_dir=results / "grids")
-        run_dir = None
-    else:
-        run_dir = train_once(settings)
-        rows = []
-        for steps, samplers, num_samples in cell.evaluations:
-            rows += evaluate_runs([run_dir], o["extractor"], steps=list(steps) or None,
-                                  samplers=list(samplers) or None, num_samples=num_samples or o["num_samples"],
-                                  metrics=o["metrics"], seed=o["eval_seed"], grid_dir=results / "grids")
-    curve = results / "curves" / f"{cell.name}.csv"
+    written = []
+    for stage in cell.stages:
+        results = Path(stage.results)
+        if cell_file(results, cell.name).is_file():
+            continue
+        budget = [f"train.max_steps={stage.max_steps}"] if stage.max_steps else []
+        settings = load_shared_config(Path(cell.config), [*cell.overrides, *budget])
+        if cell.floor_samples:
+            rows = evaluate_real_data(settings.data, o["extractor"], cell.floor_samples, o["metrics"],
+                                      seed=o["eval_seed"], grid_dir=results / "grids")
+            run_dir = None
+        else:
+            run_dir = train_once(settings)
+            rows = []
+            for steps, samplers, num_samples in stage.evaluations:
+                rows += evaluate_runs([run_dir], o["extractor"], steps=list(steps) or None,
+                                      samplers=list(samplers) or None,
+                                      num_samples=num_samples or o["num_samples"], metrics=o["metrics"],
+                                      seed=o["eval_seed"], grid_dir=results / "grids")
+        written += write_rows(cell.name, results, run_dir, rows)
+    return written
+
+
+def write_rows(name, results, run_dir, rows):
+    """The cell's rows at one budget, in RESULTS/cells/<name>.json, with its training curve so
+    far (the run's eval.csv) in RESULTS/curves/<name>.csv."""
+    curve = results / "curves" / f"{name}.csv"
     if run_dir is not None and (run_dir / "eval.csv").is_file():
         curve.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(run_dir / "eval.csv", curve)
@@ -103,7 +147,7 @@ def run_cell(cell):
         row["grid"] = os.path.relpath(row["grid"], results)
         row["eval_csv"] = os.path.relpath(curve, results) if row["eval_csv"] else ""
     text = json.dumps(rows, indent=2) + "\n"
-    atomic_write(cell_file(results, cell.name), lambda f: f.write(text.encode()))
+    atomic_write(cell_file(results, name), lambda f: f.write(text.encode()))
     return rows
 
 
@@ -114,7 +158,7 @@ def cell_file(results, name):
 def plan_cells(args):
     """Every cell of the sweep, in the order the table lists them."""
     config_dir, out = Path(args.config_dir), Path(args.out)
-    options = {"results": str(args.results), "extractor": f"featnet:{args.featnet}", "threads": args.threads,
+    options = {"extractor": f"featnet:{args.featnet}", "threads": args.threads,
                "num_samples": args.num_samples, "metrics": args.metrics.split(","),
                "eval_seed": args.eval_seed}
     extra = {}
@@ -124,12 +168,13 @@ def plan_cells(args):
             raise SystemExit(f"--extra-steps {item!r}: give METHOD=STEPS[,STEPS...] with a method "
                              f"of {', '.join(METHODS)}")
         extra[method] = tuple(int(k) for k in counts.split(","))
+    later = budget_evaluations(args.budget_evals)
     by_samples = {}  # the baselines' step counts, grouped by their sample count
     for steps in args.baseline_steps:
         by_samples.setdefault(args.baseline_samples.get(steps), []).append(steps)
     cells = []
 
-    def add(name, config, overrides, seed, **evaluation):
+    def add(name, config, overrides, seed, evaluations=Stage.evaluations, later_evaluations=Stage.evaluations):
         if seed:
             name = f"{name}_seed{seed}"
         overrides = [*overrides, f"train.seed={seed}", f"train.out_dir={out / name}",
@@ -137,11 +182,13 @@ def plan_cells(args):
         if args.train_images:
             settings = load_shared_config(config, overrides)
             per_step = settings.train.batch_size * method_class(settings).batches_per_step(settings)
-            overrides.append(f"train.max_steps={math.ceil(args.train_images / per_step)}")
-        elif args.max_steps:
-            overrides.append(f"train.max_steps={args.max_steps}")
-        cells.append(Cell(name, str(config), tuple(overrides), str(out / name), options=options,
-                          **evaluation))
+            stages = [Stage(str(budget_results(args.results, images, first=i == 0)),
+                            math.ceil(images / per_step), images,
+                            evaluations if i == 0 else later_evaluations)
+                      for i, images in enumerate([args.train_images, *args.budgets])]
+        else:
+            stages = [Stage(str(args.results), args.max_steps, None, evaluations)]
+        cells.append(Cell(name, str(config), tuple(overrides), str(out / name), tuple(stages), options))
 
     for seed in args.seeds:
         for divergence in args.divergences:
@@ -153,10 +200,34 @@ def plan_cells(args):
             evaluations = [(tuple(steps), method.samplers, n) for n, steps in by_samples.items()]
             if baseline in extra:  # its default sampler only
                 evaluations.append((extra[baseline], (method.default_sampler(),), args.extra_samples))
-            add(baseline, config_dir / f"{baseline}.yaml", [], seed, evaluations=tuple(evaluations))
+            add(baseline, config_dir / f"{baseline}.yaml", [], seed, tuple(evaluations),
+                later.get(baseline, (((4, 8, 16), (method.default_sampler(),), None),)))
     if args.floor and cells:
         add_floor(cells, args, options)
     return cells
+
+
+def budget_evaluations(items):
+    """--budget-evals METHOD=SAMPLER:STEPS,... as {method: evaluations at the later budgets}."""
+    later = {}
+    for item in items:
+        method, _, rest = item.partition("=")
+        sampler, _, counts = rest.partition(":")
+        try:
+            steps = tuple(int(k) for k in counts.split(","))
+        except ValueError:
+            steps = ()
+        if method not in METHODS or sampler not in METHODS[method].samplers or not steps:
+            raise SystemExit(f"--budget-evals {item!r}: give METHOD=SAMPLER:STEPS[,STEPS...], e.g. "
+                             f"flow=heun:2,4,8, with a method of {', '.join(METHODS)} and one of "
+                             f"its samplers")
+        later[method] = (*later.get(method, ()), (steps, (sampler,), None))
+    return later
+
+
+def budget_results(results, images, first=False):
+    """The results folder of a budget: RESULTS for the first, RESULTS/budgets/<images> after it."""
+    return Path(results) if first else Path(results) / "budgets" / str(images)
 
 
 FLOOR_CELL = "real_data"
@@ -168,33 +239,40 @@ def add_floor(cells, args, options):
     holds the value a perfect model would reach on as many samples."""
     first = cells[0]
     settings = load_shared_config(Path(first.config), list(first.overrides))
+    stages = tuple(Stage(stage.results, None, stage.images, ()) for stage in first.stages)
     counts = {args.num_samples, *args.baseline_samples.values()}
     if args.extra_steps:
         counts.add(args.extra_samples or args.num_samples)
     if settings.eval.every_images:
         counts.add(settings.eval.num_samples)
-    cells.insert(0, Cell(FLOOR_CELL, first.config, first.overrides, "", options=options,
+    cells.insert(0, Cell(FLOOR_CELL, first.config, first.overrides, "", stages, options,
                          floor_samples=tuple(sorted(counts, reverse=True))))
 
 
 def merge(results):
-    """sweep.csv from the rows of every finished cell in RESULTS, this command's or an earlier
-    one's (say the seed cells), in the order of the cells' names; returns its path."""
+    """sweep.csv from the rows of every finished cell in one results folder, this command's or
+    an earlier one's (say the seed cells), in the order of the cells' names; returns the rows."""
     rows = [row for path in sorted((Path(results) / "cells").glob("*.json"))
             for row in json.loads(path.read_text())]
-    path = Path(results) / "sweep.csv"
     if rows:
-        write_csv(path, RESULT_COLUMNS, rows)
-    return path if rows else None
+        write_csv(Path(results) / "sweep.csv", RESULT_COLUMNS, rows)
+    return rows
 
 
 def report(results):
-    path = merge(results)
-    if path is not None:
-        from ddgan.plot import plot_results
+    """Merge and draw RESULTS and each budget's folder under it, then the budget axis; returns
+    the merged CSV of RESULTS, or None where it has no rows."""
+    from ddgan.budget_axis import plot_budget_axis
+    from ddgan.evaluate import REAL_DATA
+    from ddgan.plot import plot_results
 
-        plot_results([path], Path(results) / "figures")
-    return path
+    later = sorted(path for path in (Path(results) / "budgets").glob("*") if (path / "cells").is_dir())
+    for folder in [Path(results), *later]:
+        if any(row["method"] != REAL_DATA for row in merge(folder)):
+            plot_results([folder / "sweep.csv"], folder / "figures")
+    plot_budget_axis(results)
+    path = Path(results) / "sweep.csv"
+    return path if path.is_file() else None
 
 
 def make_executor(args):
@@ -264,6 +342,15 @@ def parse_args(argv=None):
     budget.add_argument("--train-images", type=int,
                         help="training images of every run (max_steps from its batch size and batches per step)")
     budget.add_argument("--max-steps", type=int, help="training steps of every run")
+    parser.add_argument("--budgets", type=int, nargs="+", default=[], metavar="IMAGES",
+                        help="later budgets in training images, each above --train-images: every "
+                        "cell's run continues to each in turn, its rows in RESULTS/budgets/<IMAGES>/")
+    parser.add_argument("--budget-evals", nargs="*", default=[], metavar="METHOD=SAMPLER:STEPS",
+                        help="a baseline's evaluations at the later budgets, e.g. flow=heun:2,4,8 "
+                        "(repeatable per method; default: its default sampler at 4,8,16 steps)")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train again from scratch a cell whose earlier budget has rows but "
+                        "whose run folder is gone (else such a cell is refused)")
     parser.add_argument("--featnet", required=True, help="featnet file (trained first if missing)")
     parser.add_argument("--featnet-epochs", type=int, default=3)
     parser.add_argument("--num-samples", type=int, default=10_000)
@@ -296,6 +383,13 @@ def parse_args(argv=None):
     unplanned = set(args.baseline_samples) - set(args.baseline_steps)
     if unplanned:
         parser.error(f"--baseline-samples names steps {sorted(unplanned)} that --baseline-steps lacks")
+    if args.budgets and not args.train_images:
+        parser.error("--budgets continues runs trained with --train-images: give it too")
+    low = [images for images in args.budgets if images <= (args.train_images or 0)]
+    if low:
+        parser.error(f"--budgets {' '.join(map(str, low))}: each budget must exceed --train-images "
+                     f"{args.train_images}, the first budget; a run only trains forward")
+    args.budgets = sorted(set(args.budgets))
     if args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
     if args.threads is None:
@@ -307,10 +401,45 @@ def parse_args(argv=None):
     return args
 
 
+def finished_stages(cell):
+    return [stage for stage in cell.stages if cell_file(stage.results, cell.name).is_file()]
+
+
 def state(cell):
-    if cell_file(cell.options["results"], cell.name).is_file():
+    done, count = len(finished_stages(cell)), len(cell.stages)
+    if done == count:
         return "finished"
-    return "started" if cell.run_dir and Run(cell.run_dir).last.exists() else "new"
+    budgets = f", {done}/{count} budgets" if count > 1 else ""
+    if cell.run_dir and Run(cell.run_dir).last.exists():
+        return f"started{budgets}"
+    return f"new{budgets}"
+
+
+def images_of(stage):
+    return f"{stage.images:,} images" if stage.images else f"{stage.max_steps} steps"
+
+
+def refusal(cell, retrain):
+    """Why the cell's unfinished budgets cannot be run, in one line; None where they can."""
+    if cell.floor_samples:
+        return None
+    finished = finished_stages(cell)
+    todo = [stage for stage in cell.stages if stage not in finished]
+    steps = trained_steps(cell.run_dir) if todo else None
+    if steps is None:
+        if finished and todo and not retrain:
+            return (f"{cell.name}: its rows at {images_of(finished[-1])} are in {finished[-1].results}, "
+                    f"but its run {cell.run_dir} is gone, so nothing can continue it to "
+                    f"{images_of(todo[0])}; bring the run folder back, or pass --retrain to train "
+                    f"it again from scratch")
+        return None
+    past = [stage for stage in todo if stage.max_steps < steps]
+    if past:
+        return (f"{cell.name}: its run {cell.run_dir} has trained {steps} steps, past the "
+                f"{past[0].max_steps} ({images_of(past[0])}) of {past[0].results}, which lacks its "
+                f"rows; a run only trains forward: evaluate that budget with a copy of an earlier "
+                f"checkpoint, or move the run away and pass --retrain")
+    return None
 
 
 def main(argv=None):
@@ -324,7 +453,7 @@ def main(argv=None):
         cells = [cell for cell in cells if cell.name in args.cells]
     if args.list:
         for cell in cells:
-            print(f"{state(cell):9s} {cell.name}")
+            print(f"{state(cell):20s} {cell.name}")
         return
     featnet = Path(args.featnet)
     if not featnet.exists():
@@ -334,6 +463,9 @@ def main(argv=None):
         info = train_featnet(featnet, data.name, data.root, data.image_size, epochs=args.featnet_epochs)
         print(f"featnet {info['hash']}: test accuracy {info['test_accuracy']:.4f}")
     todo = [cell for cell in cells if state(cell) != "finished"]
+    refused = [line for line in (refusal(cell, args.retrain) for cell in todo) if line]
+    if refused:
+        raise SystemExit("\n".join(refused) + "\n(nothing was run; --cells runs the others)")
     print(f"{len(cells)} cell(s): {len(cells) - len(todo)} finished, {len(todo)} to run, "
           f"{args.jobs} at once on {args.threads} thread(s) each", flush=True)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the local workers inherit it

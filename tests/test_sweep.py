@@ -3,6 +3,7 @@ cell's rows written as it finishes, finished cells skipped, interrupted ones res
 cell costing only itself."""
 import csv
 import json
+import shutil
 import subprocess
 import sys
 
@@ -99,8 +100,8 @@ def test_sweep_skips_finished_cells_resumes_interrupted_ones_and_survives_a_fail
         f"train.out_dir={out / 'ddgan_js_T2'}", f"eval.extractor=featnet:{featnet}"])
     train(interrupted, stop_at=2)
     listing = sweep(out, featnet, root, *common, "--steps", "1", "2", "--baselines", "ddpm", "--list")
-    assert listing.stdout.split("\n")[:3] == ["finished  ddgan_js_T1", "started   ddgan_js_T2",
-                                              "new       ddpm"]
+    assert [line.split() for line in listing.stdout.split("\n")[:3]] == [
+        ["finished", "ddgan_js_T1"], ["started", "ddgan_js_T2"], ["new", "ddpm"]]
 
     second = sweep(out, featnet, root, *common, "--steps", "1", "2", "--baselines", "ddpm", check=False)
     assert second.returncode != 0
@@ -118,3 +119,53 @@ def test_sweep_skips_finished_cells_resumes_interrupted_ones_and_survives_a_fail
     sweep(out, featnet, root, *common, "--steps", "2", "--baselines")
     with open(out / "results" / "sweep.csv", newline="") as f:
         assert sorted(r["run"].rsplit("/", 1)[-1] for r in csv.DictReader(f)) == ["ddgan_js_T1", "ddgan_js_T2"]
+
+
+def test_budgets_continue_each_run_and_refuse_what_cannot_continue(fake_data, tmp_path):
+    root, featnet = fake_data
+    out = tmp_path / "sweep"
+    results, later = out / "results", out / "results" / "budgets"
+    common = ["--config-dir", str(REPO / "configs/fmnist"), "--divergences", "js", "--steps", "1",
+              "--baselines", "flow", "--baseline-steps", "1", "--train-images", "16",
+              "--budget-evals", "flow=euler:2", "--set", "eval.every_images=16", "eval.num_samples=16"]
+    sweep(out, featnet, root, *common, "--budgets", "48", "32", "--jobs", "2")
+
+    # Batch 8: 16, 32 and 48 images are 2, 4 and 6 steps of one run, evaluated at each.
+    for folder, step in [(results, 2), (later / "32", 4), (later / "48", 6)]:
+        ddgan = json.loads((folder / "cells" / "ddgan_js_T1.json").read_text())
+        assert [(r["ckpt_step"], r["images_seen"]) for r in ddgan] == [(step, 8 * step)]
+        flow = json.loads((folder / "cells" / "flow.json").read_text())
+        expected = [("euler", 1), ("heun", 1)] if folder == results else [("euler", 2)]
+        assert [(r["sampler"], r["steps"]) for r in flow] == expected  # --budget-evals
+        assert {r["ckpt_step"] for r in flow} == {step}
+        floor = json.loads((folder / "cells" / "real_data.json").read_text())
+        assert {r["n_samples"] for r in floor} == {16, 40}
+        assert (folder / "figures" / "fd_vs_nfe.png").is_file()
+        curve = list(csv.DictReader(open(folder / "curves" / "ddgan_js_T1.csv")))
+        assert [int(p["images_seen"]) for p in curve] == list(range(16, 8 * step + 1, 16))
+    axis = later / "figures"
+    assert (axis / "fd_vs_images.png").stat().st_size > 10_000
+    assert (axis / "fd_vs_cpu_seconds.png").stat().st_size > 10_000
+    table = (axis / "budgets.md").read_text()
+    for images in ("16", "32", "48"):
+        assert f"### {images} images" in table
+    assert table.count("| ddgan_js_T1 |") == 3 and table.count("flow euler (2 calls)") == 2
+
+    # The run is gone: continuing it to 64 images is refused, and nothing runs, until --retrain.
+    kept = {path: path.read_bytes() for path in results.rglob("cells/*.json")}
+    shutil.rmtree(out / "ddgan_js_T1")
+    one = [*common, "--budgets", "32", "48", "64", "--cells", "ddgan_js_T1"]
+    refused = sweep(out, featnet, root, *one, check=False)
+    assert refused.returncode != 0 and "ddgan_js_T1: its rows at 48 images" in refused.stderr
+    assert "is gone" in refused.stderr and "--retrain" in refused.stderr
+    assert not (later / "64").exists()
+    sweep(out, featnet, root, *one, "--retrain")
+    assert [r["ckpt_step"] for r in json.loads((later / "64/cells/ddgan_js_T1.json").read_text())] == [8]
+    assert all(path.read_bytes() == data for path, data in kept.items())  # earlier rows stay
+
+    # A budget below what the run has trained cannot be evaluated from it: refused.
+    (later / "32/cells/ddgan_js_T1.json").unlink()
+    past = sweep(out, featnet, root, *one, check=False)
+    assert past.returncode != 0 and "has trained 8 steps, past the 4 (32 images)" in past.stderr
+    low = sweep(out, featnet, root, *common, "--budgets", "16", check=False)
+    assert low.returncode != 0 and "each budget must exceed --train-images 16" in low.stderr

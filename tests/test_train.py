@@ -71,6 +71,19 @@ def test_resume_equals_an_uninterrupted_run(fake_fmnist, tmp_path, divergence):
     assert b["train_device"] == a["train_device"]  # resumed on the same device: named once
 
 
+def test_a_run_continued_to_a_larger_budget_equals_one_trained_straight_to_it(fake_fmnist, tmp_path):
+    straight = fast_config(fake_fmnist, tmp_path / "straight", "train.max_steps=12", "train.ckpt_every=4")
+    train(straight)
+    train(fast_config(fake_fmnist, tmp_path / "grown", "train.max_steps=6", "train.ckpt_every=4"))
+    train(fast_config(fake_fmnist, tmp_path / "grown", "train.max_steps=12", "train.ckpt_every=4"),
+          resume=True)  # the sweep's next budget: the finished run continued
+    a = checkpoint.load(tmp_path / "straight/checkpoints/last.pt")
+    b = checkpoint.load(tmp_path / "grown/checkpoints/last.pt")
+    assert a["step"] == b["step"] == 12
+    assert_same_state(a["method"], b["method"])
+    assert_same_state(a["data"], b["data"])
+
+
 def test_the_training_device_lists_each_device_a_resumed_run_trained_on():
     cpu = SimpleNamespace(device=torch.device("cpu"), num_processes=1, mixed_precision="no")
     here = training_device(cpu)
