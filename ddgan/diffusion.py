@@ -1,6 +1,6 @@
 """The forward (noising) process of DDGAN: a VP SDE observed at T+1 times.
 
-Conventions (REFERENCE §1): steps are 1-indexed, t in 1..T; index i of every
+Conventions (docs/THEORY.md §1): steps are 1-indexed, t in 1..T; index i of every
 per-step array is step t = i + 1; abar_0 = 1, so x_0 is the clean image.
 """
 import torch

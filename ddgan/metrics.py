@@ -1,6 +1,6 @@
 """Sample-quality metrics: FID / FD-cls, KID and precision/recall, all through torch-fidelity.
 
-Protocol (REFERENCE §6, docs/EVALUATION.md): generated images are quantised
+Protocol (docs/THEORY.md §8, docs/EVALUATION.md): generated images are quantised
 to uint8, grey images are replicated to 3 channels, the reference is the
 training set (for precision/recall, an equal-size subset of it), and its
 features are cached. The feature network is either torch-fidelity's Inception
@@ -30,7 +30,7 @@ CACHE_ROOT = Path(os.environ.get(CACHE_ENV_VAR, Path.home() / ".cache" / "ddgan"
 
 
 def frechet_distance(features_a, features_b):
-    """Fréchet distance between Gaussians fitted to two feature sets [N, d] (REFERENCE §6).
+    """Fréchet distance between Gaussians fitted to two feature sets [N, d] (docs/THEORY.md §8).
 
     ||mu_a - mu_b||^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2)), in float64.
     """

@@ -1,4 +1,4 @@
-"""f-GAN's variational form of an f-divergence (REFERENCE §3).
+"""f-GAN's variational form of an f-divergence (docs/THEORY.md §3).
 
     F(V) = E_P[g_f(V)] - E_Q[f*(g_f(V))],   sup_V F = D_f(P || Q)
 

@@ -43,7 +43,7 @@ def gradient_penalty(critic, real, fake, *condition):
 
 def lazy_r1_weight(r1_gamma, r1_every, d_step, rule="stylegan2"):
     """R1's weight at discriminator step d_step (0-based), applied every r1_every-th step and
-    0 in between (REFERENCE §3). 'stylegan2' multiplies gamma / 2 by r1_every there, so the
+    0 in between (docs/THEORY.md §4). 'stylegan2' multiplies gamma / 2 by r1_every there, so the
     average per step stays gamma / 2; 'ddgan' (the authors' --lazy_reg) does not, so it is
     gamma / (2 r1_every)."""
     if rule not in LAZY_R1_RULES:

@@ -1,4 +1,4 @@
-"""The forward process against REFERENCE §1 (closed forms and Monte Carlo)."""
+"""The forward process against docs/THEORY.md §1 (closed forms and Monte Carlo)."""
 import math
 
 import pytest

@@ -1,4 +1,4 @@
-"""Divergences against REFERENCE §3: exact values, variational optima, penalties."""
+"""Divergences against docs/THEORY.md §3-4: exact values, variational optima, penalties."""
 import math
 import re
 
@@ -10,7 +10,7 @@ from divergences import DIVERGENCES, FDivergence, get_divergence, gradient_penal
 
 from .conftest import REPO
 
-# The table of REFERENCE §3, written literally: g_f(v) and f*(t) as plain math.
+# The table of docs/THEORY.md §3, written literally: g_f(v) and f*(t) as plain math.
 TABLE = {
     "js": (lambda v: -math.log(1 + math.exp(-v)), lambda t: -math.log(1 - math.exp(t))),
     "hellinger": (lambda v: 1 - math.exp(-v), lambda t: t / (1 - t)),
@@ -23,7 +23,7 @@ Q = torch.tensor([0.4, 0.3, 0.2, 0.1], dtype=torch.float64)
 
 
 def closed_form(name, p, q):
-    """D_f(P || Q) in the form sup_V F equals (REFERENCE §3, last column)."""
+    """D_f(P || Q) in the form sup_V F equals (docs/THEORY.md §3, last column)."""
     m = (p + q) / 2
     return {
         "js": (p * (p / m).log()).sum() + (q * (q / m).log()).sum() - math.log(4),  # 2 JSD - log 4

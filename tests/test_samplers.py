@@ -1,4 +1,4 @@
-"""Samplers against data whose ideal denoiser is known in closed form (REFERENCE §4-5)."""
+"""Samplers against data whose ideal denoiser is known in closed form (docs/THEORY.md §6)."""
 import pytest
 import torch
 
