@@ -1,6 +1,7 @@
-"""One training per run folder: RUN/.lock, created atomically, holding the trainer's pid and host.
+"""One writer per folder: FOLDER/.lock, created atomically, holding the writer's pid and host.
 
-A second training into the same folder is refused, naming the first. A lock left by a
+A run folder takes one training, a sweep's results folder one sweep. A second writer into
+the same folder is refused, naming the first. A lock left by a
 process that died without releasing it (kill -9, a crash of the machine) is stale: on the
 same host, a pid that no longer runs is detected and the lock taken over, with a line
 saying so; a lock from another host cannot be checked from here, so the message says how
@@ -17,7 +18,7 @@ LOCK_NAME = ".lock"
 
 
 class RunLockedError(FileExistsError):
-    """Another training holds the run folder."""
+    """Another writer holds the folder."""
 
 
 def _alive(pid):
@@ -31,19 +32,21 @@ def _alive(pid):
 
 
 class RunLock:
-    """The lock of run folder `folder`: acquire() creates the folder if needed and takes the
-    lock or raises RunLockedError; release() gives it back (and removes a folder it created
-    that is still empty, so a refused start leaves nothing behind)."""
+    """The lock of `folder`: acquire() creates the folder if needed and takes the lock or
+    raises RunLockedError; release() gives it back (and removes a folder it created that is
+    still empty, so a refused start leaves nothing behind). writer names who takes it (a
+    training) and option the setting that names the folder, for the messages."""
 
-    def __init__(self, folder):
+    def __init__(self, folder, writer="training", option="train.out_dir"):
         self.folder = Path(folder)
         self.path = self.folder / LOCK_NAME
+        self.writer, self.option = writer, option
         self.held = False
         self._created_folder = False
 
     def acquire(self):
         self._created_folder = not self.folder.exists()
-        check_writable(self.folder, "train.out_dir")
+        check_writable(self.folder, self.option)
         host_here = socket.gethostname()
         for _ in range(3):  # again after taking over a stale lock, or after a lock vanished
             try:
@@ -62,21 +65,21 @@ class RunLock:
             fields = text.split()
             if len(fields) != 2 or not fields[0].isdigit():
                 raise RunLockedError(f"{self.path} is not a lock this program wrote; if no "
-                                     f"training is using {self.folder}, delete it")
+                                     f"{self.writer} is using {self.folder}, delete it")
             pid, host = int(fields[0]), fields[1]
             if host != host_here:
                 raise RunLockedError(
-                    f"{self.folder} is locked by process {pid} on host {host}: a training may "
-                    f"be running there. Wait for it, or set train.out_dir to another folder; "
-                    f"if no training runs there, delete {self.path}")
+                    f"{self.folder} is locked by process {pid} on host {host}: a {self.writer} may "
+                    f"be running there. Wait for it, or set {self.option} to another folder; "
+                    f"if no {self.writer} runs there, delete {self.path}")
             if _alive(pid):
                 raise RunLockedError(
-                    f"{self.folder} is in use by another training (process {pid}); wait for it "
-                    f"to finish, stop it, or set train.out_dir to another folder (if process "
-                    f"{pid} is not a training, delete {self.path})")
+                    f"{self.folder} is in use by another {self.writer} (process {pid} on host "
+                    f"{host}); wait for it to finish, stop it, or set {self.option} to another "
+                    f"folder (if process {pid} is not a {self.writer}, delete {self.path})")
             self._take_over(text, pid)
         raise RunLockedError(f"could not take the lock {self.path}: other processes keep "
-                             f"taking it; wait for them or set train.out_dir to another folder")
+                             f"taking it; wait for them or set {self.option} to another folder")
 
     def _take_over(self, stale, pid):
         """Remove the stale lock `stale`. A rename moves it aside atomically, so of two

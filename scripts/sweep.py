@@ -44,6 +44,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ from ddgan import checkpoint
 from ddgan.evaluate import RESULT_COLUMNS, write_csv
 from ddgan.files import atomic_write
 from ddgan.methods import METHODS, load_shared_config, method_class
+from ddgan.runlock import RunLock, RunLockedError
 from ddgan.train import Run, train
 from divergences import DIVERGENCES
 
@@ -78,6 +80,7 @@ class Cell:
     run_dir: str
     stages: tuple
     options: dict = field(default_factory=dict)  # the sweep's evaluation settings
+    images_per_step: int = None
     floor_samples: tuple = ()  # the floor's cell: no run, the held-out data at these counts
 
 
@@ -179,6 +182,7 @@ def plan_cells(args):
             name = f"{name}_seed{seed}"
         overrides = [*overrides, f"train.seed={seed}", f"train.out_dir={out / name}",
                      f"eval.extractor=featnet:{args.featnet}", *args.overrides]
+        per_step = None  # a config read only where needed: a bad one fails in its own cell
         if args.train_images:
             settings = load_shared_config(config, overrides)
             per_step = settings.train.batch_size * method_class(settings).batches_per_step(settings)
@@ -188,7 +192,8 @@ def plan_cells(args):
                       for i, images in enumerate([args.train_images, *args.budgets])]
         else:
             stages = [Stage(str(args.results), args.max_steps, None, evaluations)]
-        cells.append(Cell(name, str(config), tuple(overrides), str(out / name), tuple(stages), options))
+        cells.append(Cell(name, str(config), tuple(overrides), str(out / name), tuple(stages), options,
+                          images_per_step=per_step))
 
     for seed in args.seeds:
         for divergence in args.divergences:
@@ -278,7 +283,7 @@ def report(results):
 def make_executor(args):
     import submitit
 
-    folder = Path(args.out) / "submitit" / "%j"
+    folder = Path(args.out) / "submitit"  # every job's log: <job id>_0_log.out and .err
     if args.executor == "local":
         executor = submitit.LocalExecutor(folder)
         executor.update_parameters(timeout_min=args.timeout_min)
@@ -290,9 +295,22 @@ def make_executor(args):
     return executor
 
 
-def run_cells(executor, cells, jobs, results, poll_s=2.0):
+def failure_file(out, name):
+    return Path(out) / "failed" / f"{name}.txt"
+
+
+def last_error_line(error):
+    """The line naming the exception that ended a job (submitit's error quotes the worker's
+    traceback, then its log paths)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    raised = [line for line in lines if re.match(r"[\w.]*(Error|Exception|Exit|Interrupt)\b", line)]
+    return (raised or lines or [type(error).__name__])[-1]
+
+
+def run_cells(executor, cells, jobs, results, out, poll_s=2.0):
     """Keep `jobs` cells running until every one has finished or failed; after each that
-    finishes, re-merge the results. Returns the failed cells' names."""
+    finishes, re-merge the results. A failed cell's last error line and log are kept in
+    OUT/failed/<cell>.txt (for --list) until it finishes. Returns the failed cells' names."""
     pending, running, failed = list(cells), {}, []
     while pending or running:
         while pending and len(running) < jobs:
@@ -304,13 +322,17 @@ def run_cells(executor, cells, jobs, results, poll_s=2.0):
             cell = running.pop(job)
             try:
                 rows = job.result()
-            except Exception as error:  # the others go on; the log names the job's output
+            except Exception as error:  # the others go on; the log keeps the traceback
                 failed.append(cell.name)
-                print(f"FAILED {cell.name} (log: {job.paths.stderr}):\n{error}", flush=True)
+                last = last_error_line(error)
+                text = f"{last}\n(log: {job.paths.stderr})\n"
+                atomic_write(failure_file(out, cell.name), lambda f: f.write(text.encode()))
+                print(f"FAILED {cell.name} (log: {job.paths.stderr}): {last}", flush=True)
                 continue
+            failure_file(out, cell.name).unlink(missing_ok=True)
             report(results)
             fds = ", ".join(f"{r['sampler']} {r['steps']}: {r['fd']:.2f}" for r in rows)
-            print(f"finished {cell.name}: {rows[0]['metric_name']} {fds}", flush=True)
+            print(f"finished {cell.name}: {fds or 'nothing left to do'}", flush=True)
     return failed
 
 
@@ -415,6 +437,25 @@ def state(cell):
     return f"new{budgets}"
 
 
+def details(cell, out):
+    """--list's account of a cell beside its state: where its run is, what its latest rows
+    record (images, CPU seconds, machine), and its last failure."""
+    parts = []
+    steps = trained_steps(cell.run_dir)
+    if steps is not None and state(cell) != "finished":
+        parts.append(f"run at {steps * cell.images_per_step:,} images" if cell.images_per_step
+                     else f"run at step {steps}")
+    finished = finished_stages(cell)
+    if finished:
+        row = json.loads(cell_file(finished[-1].results, cell.name).read_text())[0]
+        if row.get("images_seen"):
+            parts.append(f"rows at {row['images_seen']:,} images, {row['train_cpu_seconds']:,.0f} "
+                         f"CPU s, {row['train_device'] or 'machine unrecorded'}")
+    if failure_file(out, cell.name).is_file():
+        parts.append(f"failed: {failure_file(out, cell.name).read_text().splitlines()[0]}")
+    return "; ".join(parts)
+
+
 def images_of(stage):
     return f"{stage.images:,} images" if stage.images else f"{stage.max_steps} steps"
 
@@ -453,8 +494,18 @@ def main(argv=None):
         cells = [cell for cell in cells if cell.name in args.cells]
     if args.list:
         for cell in cells:
-            print(f"{state(cell):20s} {cell.name}")
+            print(f"{state(cell):20s} {cell.name:24s} {details(cell, args.out)}".rstrip())
         return
+    lock = RunLock(args.results, writer="sweep", option="--results")  # one sweep per results folder
+    lock.acquire()
+    try:
+        run_sweep(args, cells)
+    finally:
+        lock.release()
+
+
+def run_sweep(args, cells):
+    """Train the featnet if missing, refuse what cannot run, run the rest and merge."""
     featnet = Path(args.featnet)
     if not featnet.exists():
         from ddgan.featnet import train_featnet
@@ -469,15 +520,17 @@ def main(argv=None):
     print(f"{len(cells)} cell(s): {len(cells) - len(todo)} finished, {len(todo)} to run, "
           f"{args.jobs} at once on {args.threads} thread(s) each", flush=True)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the local workers inherit it
-    results = args.results
-    failed = run_cells(make_executor(args), todo, args.jobs, results) if todo else []
-    path = report(results)
+    failed = run_cells(make_executor(args), todo, args.jobs, args.results, args.out) if todo else []
+    path = report(args.results)
     if path is not None:
-        print(f"results: {path}; figures and table: {Path(results) / 'figures'}")
+        print(f"results: {path}; figures and table: {Path(args.results) / 'figures'}")
     if failed:
         raise SystemExit(f"{len(failed)} cell(s) failed: {', '.join(failed)}; the others' rows are "
                          f"written. Fix the cause and run the same command again.")
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RunLockedError as error:
+        raise SystemExit(str(error)) from None

@@ -58,7 +58,7 @@ def test_a_second_training_is_refused_and_sigterm_leaves_a_checkpoint_that_resum
         assert "training ddgan in" in first.stdout.readline()  # printed at start, not at exit
         assert (run / ".lock").read_text().split()[0] == str(first.pid)
         for again in (fast_config(fake_fmnist, run), fast_config(fake_fmnist, run, "divergence.name=tv")):
-            with pytest.raises(RunLockedError, match=f"in use by another training \\(process {first.pid}\\)"):
+            with pytest.raises(RunLockedError, match=f"in use by another training \\(process {first.pid} on host "):
                 train(again)
         with pytest.raises(FileNotFoundError, match="no checkpoint at .* yet: if its training still runs"):
             train(fast_config(fake_fmnist, run), resume=True)

@@ -3,7 +3,9 @@ cell's rows written as it finishes, finished cells skipped, interrupted ones res
 cell costing only itself."""
 import csv
 import json
+import os
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -100,13 +102,20 @@ def test_sweep_skips_finished_cells_resumes_interrupted_ones_and_survives_a_fail
         f"train.out_dir={out / 'ddgan_js_T2'}", f"eval.extractor=featnet:{featnet}"])
     train(interrupted, stop_at=2)
     listing = sweep(out, featnet, root, *common, "--steps", "1", "2", "--baselines", "ddpm", "--list")
-    assert [line.split() for line in listing.stdout.split("\n")[:3]] == [
+    assert [line.split()[:2] for line in listing.stdout.split("\n")[:3]] == [
         ["finished", "ddgan_js_T1"], ["started", "ddgan_js_T2"], ["new", "ddpm"]]
+    assert "run at step 2" in listing.stdout.split("\n")[1]
 
     second = sweep(out, featnet, root, *common, "--steps", "1", "2", "--baselines", "ddpm", check=False)
     assert second.returncode != 0
     assert "1 cell(s) failed: ddpm" in second.stderr and "FAILED ddpm" in second.stdout
     assert "3 cell(s): 1 finished, 2 to run" in second.stdout
+    # --list: each cell's state, what its rows record, its last error (the log keeps the rest)
+    listing = sweep(out, featnet, root, *common, "--steps", "1", "2", "--baselines", "ddpm", "--list")
+    lines = {line.split()[1]: line for line in listing.stdout.splitlines()}
+    assert "rows at 32 images" in lines["ddgan_js_T1"] and "CPU s, cpu " in lines["ddgan_js_T1"]
+    assert lines["ddpm"].startswith("new") and "failed: " in lines["ddpm"] and "no_such_key" in lines["ddpm"]
+    assert not (out / "submitit" / "%j").exists()  # the jobs' logs sit in OUT/submitit/
     assert finished.stat().st_mtime_ns == finished_mtime and finished.read_bytes() == finished_bytes
     logs = "".join(p.read_text() for p in (out / "submitit").rglob("*_log.out"))
     assert "resuming ddgan" in logs and "at step 2 of 4" in logs
@@ -167,5 +176,11 @@ def test_budgets_continue_each_run_and_refuse_what_cannot_continue(fake_data, tm
     (later / "32/cells/ddgan_js_T1.json").unlink()
     past = sweep(out, featnet, root, *one, check=False)
     assert past.returncode != 0 and "has trained 8 steps, past the 4 (32 images)" in past.stderr
+    # One sweep per results folder: a second one is refused, naming the first's process and host.
+    (results / ".lock").write_text(f"{os.getpid()} {socket.gethostname()}\n")
+    locked = sweep(out, featnet, root, *one, "--retrain", check=False)
+    assert locked.returncode != 0
+    assert f"in use by another sweep (process {os.getpid()} on host {socket.gethostname()})" in locked.stderr
+    (results / ".lock").unlink()
     low = sweep(out, featnet, root, *common, "--budgets", "16", check=False)
     assert low.returncode != 0 and "each budget must exceed --train-images 16" in low.stderr
