@@ -26,7 +26,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from .device import describe
-from .methods import load_shared_config, method_class
+from .config import load_shared_config
+from .methods import method_class
 from .speed import (PLAIN_OVERRIDES, compiled, launch_device, resolve, resolve_mixed_precision,
                     set_backend_flags)
 

@@ -36,19 +36,21 @@ def result_name(row):
 
 
 def budget_rows(results):
-    """The floor (once per sample count) and, at every budget, the rows of each result that a
-    budget past the first evaluated."""
+    """The floor (once per sample count); at every budget, the rows of each result that a
+    budget past the first evaluated; and every row of every budget (for the seed spread)."""
     first = Path(results) / "sweep.csv"
     per_budget = [read_results([first])] if first.is_file() else []
     later = [read_results([folder / "sweep.csv"]) for folder in budget_folders(results)]
     continued = {result_key(row) for rows in later for row in rows if row["method"] != REAL_DATA}
-    floor, rows = {}, []
+    floor, rows, every = {}, [], []
     for row in (row for group in per_budget + later for row in group):
         if row["method"] == REAL_DATA:
             floor.setdefault(row["n_samples"], row)
-        elif result_key(row) in continued and row["fd"] is not None and row["images_seen"]:
-            rows.append(row)
-    return list(floor.values()), rows
+        elif row["fd"] is not None and row["images_seen"]:
+            every.append(row)
+            if result_key(row) in continued:
+                rows.append(row)
+    return list(floor.values()), rows, every
 
 
 def lines_of(rows, x):
@@ -65,9 +67,9 @@ def plot_against(rows, floor, metric, x, xlabel, path):
                 "o-" if steps_trained(line[0]) else "s--", color=f"C{i % 10}", label=name)
     draw_floor(ax, floor, {row["n_samples"] for row in rows})
     ax.set_xscale("log")
-    ax.set_yscale("log")
+    ax.set_ylim(bottom=0)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(f"{metric} (log)")
+    ax.set_ylabel(metric)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     save(fig, path)
 
@@ -78,18 +80,22 @@ def seed_spread(rows):
     return max(spreads) if spreads else None
 
 
-def ranking_lines(rows, floor, metric):
+def cpu_seconds(row):
+    return "—" if row["train_cpu_seconds"] is None else f"{row['train_cpu_seconds']:,.0f}"
+
+
+def ranking_lines(rows, floor, metric, every):
     """budgets.md: one ranked table per budget; a gap to the next result counts as beyond the
     spread where it exceeds twice the seed spread measured at that budget (else the largest
-    measured at any budget, said so)."""
-    overall = seed_spread(rows)
+    measured among every row of every budget, `every`, said so)."""
+    overall = seed_spread(every)
     lines = [f"{metric} (lower is better) of each result a later budget evaluated, ranked at each "
              f"budget of training images. The floor (real held-out data): "
              + ", ".join(f"{format_value(r['fd'], 'fd')} at n = {r['n_samples']}"
                          for r in sorted(floor, key=lambda r: -r["n_samples"])) + "."]
     for images in sorted({row["images_seen"] for row in rows}):
         at = sorted((row for row in rows if row["images_seen"] == images), key=lambda row: row["fd"])
-        spread, where = seed_spread(at), "at this budget"
+        spread, where = seed_spread([row for row in every if row["images_seen"] == images]), "at this budget"
         if spread is None:
             spread, where = overall, "at another budget"
         said = "no seed spread measured" if spread is None else \
@@ -102,7 +108,7 @@ def ranking_lines(rows, floor, metric):
             beyond = "—" if gap is None or spread is None else ("yes" if gap > 2 * spread else "no")
             lines.append(f"| {rank} | {result_name(row)} | {row['nfe']} | {format_value(row['fd'], 'fd')} "
                          f"| {row['n_samples']} | {'—' if gap is None else f'{gap:+.2f}'} | {beyond} "
-                         f"| {format_value(row['train_cpu_seconds'], 'train_cpu_seconds')} "
+                         f"| {cpu_seconds(row)} "
                          f"| {row['train_device'] or '—'} |")
     return lines
 
@@ -110,7 +116,7 @@ def ranking_lines(rows, floor, metric):
 def plot_budget_axis(results):
     """Write the figures and table above for RESULTS; returns {name: path}, or {} where no
     budget past the first has rows."""
-    floor, rows = budget_rows(results)
+    floor, rows, every = budget_rows(results)
     if not rows:
         return {}
     metric = the_one(rows + floor, "metrics", lambda row: row["metric_name"])
@@ -124,6 +130,6 @@ def plot_budget_axis(results):
     plot_against(rows, floor, metric, "images_seen", f"training images (log); {data}", paths["fd_vs_images"])
     plot_against(rows, floor, metric, "train_cpu_seconds", f"training CPU seconds (log); {data}",
                  paths["fd_vs_cpu_seconds"])
-    paths["budgets_md"].write_text(f"{data}.\n\n" + "\n".join(ranking_lines(rows, floor, metric)) + "\n")
+    paths["budgets_md"].write_text(f"{data}.\n\n" + "\n".join(ranking_lines(rows, floor, metric, every)) + "\n")
     paths["budgets_json"].write_text(json.dumps(floor + rows, indent=1) + "\n")
     return paths

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import ConfigError, saved_config
+from .config import saved_config
+from .schema import ConfigError
 from .files import atomic_copy, atomic_write
 
 KEPT = re.compile(r"step_(\d+)\.pt")

@@ -142,6 +142,17 @@ def cmd_plot(args):
         print(path)
 
 
+def cmd_budgets(args):
+    from .budget_axis import plot_budget_axis
+
+    paths = plot_budget_axis(args.results)
+    if not paths:
+        raise ValueError(f"{args.results}/budgets/ holds no results of a later budget: run "
+                         f"scripts/sweep.py with --budgets first")
+    for path in paths.values():
+        print(path)
+
+
 def cmd_bench(args):
     from .bench import markdown, run_bench
 
@@ -163,7 +174,7 @@ def build_parser():
                        "`ddgan train --config configs/fmnist/ddgan_js.yaml train.max_steps=200 "
                        "ddgan.denoising_steps=2 divergence.name=tv`. Multi-GPU: "
                        "`accelerate launch -m ddgan train ...`.")
-    p.add_argument("--config", required=True, help="YAML file (keys: see ddgan/config.py)")
+    p.add_argument("--config", required=True, help="YAML file (keys: ddgan/schema.py and each method's sections)")
     p.add_argument("overrides", nargs="*", metavar="section.key=value",
                    help="override a config value (parsed as YAML)")
     p.add_argument("--resume", action="store_true",
@@ -267,6 +278,13 @@ def build_parser():
                    help="the baselines' panels in sample_grids.png: each sampler at the most "
                    "network calls within each of these budgets")
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("budgets", help="the budget axis: the metric as training grows, from a sweep's results",
+                       description="From RESULTS/sweep.csv and RESULTS/budgets/<images>/sweep.csv "
+                       "(scripts/sweep.py --budgets), draw each result against training images and "
+                       "CPU seconds and rank them at each budget, into RESULTS/budgets/figures/.")
+    p.add_argument("results", help="a sweep's results folder, e.g. docs/results")
+    p.set_defaults(func=cmd_budgets)
 
     p = sub.add_parser("bench", help="training and sampling throughput (a benchmark, not a test)",
                        description="Time each config's train step and its sampler (median of "

@@ -5,7 +5,7 @@ per-step array is step t = i + 1; abar_0 = 1, so x_0 is the clean image.
 """
 import torch
 
-from .config import check_count
+from .checks import check_count
 
 
 def per_sample(values, x):

@@ -6,7 +6,7 @@ respaced_schedule, EDM's edm_sigmas; flow's times in ddgan/methods/flow.py).
 """
 import torch
 
-from .config import check_count
+from .checks import check_count
 
 
 @torch.no_grad()

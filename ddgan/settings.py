@@ -1,23 +1,25 @@
 """Typed settings: a run's configuration as frozen dataclasses, resolved once at the edge.
 
-config.py merges the defaults, a YAML file and dotted overrides into a checked dict: the
-form a run saves and compares on resume. resolve() turns that dict into a Settings object,
-one frozen dataclass per section, and every function past the command line reads
-`settings.optim.lr`, never cfg["optim"]["lr"]. The fields and their types come from the
-defaults (config.DEFAULTS and each method's `sections`), so the schema is written once.
-Lists become tuples; `divergence.options` stays a free-form dict.
+config.py merges the defaults, a YAML file and dotted overrides into a checked dict
+(schema.merge): the form a run saves and compares on resume. resolve() turns that dict into
+a Settings object, one frozen dataclass per section, and every function past the command line
+reads `settings.optim.lr`, never cfg["optim"]["lr"]. The fields are the checked dict's keys,
+so the schema is written once (schema.DEFAULTS and each method's `sections`). Lists become
+tuples; `divergence.options` stays a free-form dict.
 """
 import dataclasses
 import functools
 
+from .schema import FREE_FORM, merge
 
-def _annotation(default):
-    """A field's type, read off its default (None: any value the consuming code checks)."""
-    if default is None:
+
+def _annotation(value):
+    """A field's type, read off its value (None: any value the consuming code checks)."""
+    if value is None:
         return object
-    if isinstance(default, list):
+    if isinstance(value, list):
         return tuple
-    return type(default)
+    return type(value)
 
 
 @functools.cache
@@ -44,16 +46,14 @@ def _plain(value):
 
 
 def resolve(cfg):
-    """The Settings of a merged, checked config dict (config.load_config's)."""
-    from .config import defaults, FREE_FORM
-
-    schema = defaults()
+    """The Settings of a merged, checked config dict (config.load_config's: every key of the
+    defaults present)."""
     sections = {}
     for section, values in cfg.items():
         if not isinstance(values, dict):
             continue
-        fields = tuple((key, dict if (section, key) in FREE_FORM else _annotation(default))
-                       for key, default in schema[section].items())
+        fields = tuple((key, dict if (section, key) in FREE_FORM else _annotation(value))
+                       for key, value in values.items())
         sections[section] = _section_class(_class_name(section), fields)(
             **{key: _frozen(values[key]) for key, _ in fields})
     root = _section_class("Settings", (("method", str),) + tuple(
@@ -69,8 +69,19 @@ def to_dict(settings):
 def updated(settings, changes):
     """Settings with `changes` ({section: {key: value}}) merged in and checked as a config file's
     would be."""
-    from .config import merge
-
     cfg = to_dict(settings)
     merge(cfg, changes)
     return resolve(cfg)
+
+
+def config_differences(a, b, path=()):
+    """Dotted keys whose values differ between two resolved configs (Settings or dicts)."""
+    a, b = (to_dict(c) if not isinstance(c, dict) else c for c in (a, b))
+    diffs = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict) and path + (key,) not in FREE_FORM:
+            diffs += config_differences(va, vb, path + (key,))
+        elif va != vb:
+            diffs.append(".".join(path + (key,)))
+    return diffs

@@ -14,7 +14,7 @@ import warnings
 import torch
 from torch import nn
 
-from .config import DEFAULTS
+from .schema import DEFAULTS
 
 SWITCHES = ("tf32", "cudnn_benchmark", "channels_last", "fused_adam", "compile")
 PLAIN_OVERRIDES = [f"speed.{name}=false" for name in SWITCHES] + ['train.mixed_precision="no"']

@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .config import check_count
+from .checks import check_count
+from .config import load_config
 from .files import atomic_write, check_writable
 from .methods import get_method
 
@@ -92,7 +93,8 @@ def run_toy(data="25gaussians", divergence="js", steps=4, out=None, iters=None, 
         check_writable(out, "--out")
     torch.manual_seed(seed)
     centres = mode_centres(data)
-    model = method_cls.toy_model(hp, steps, divergence, sampler)
+    model = method_cls.toy_model(hp, steps, divergence, sampler,
+                                 settings=load_config(overrides=[f"method={method_cls.name}"]))
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -26,7 +26,7 @@ from torchvision.utils import make_grid, save_image
 from tqdm import tqdm
 
 from . import checkpoint
-from .config import config_differences, dump_config, load_saved_config
+from .config import dump_config, load_saved_config
 from .data import DataError, ImageBatches, load_images, uses_flip
 from .device import describe
 from .evaluate import (PERIODIC_COLUMNS, append_csv, check_extractor_data, periodic_fd,
@@ -37,7 +37,7 @@ from .interrupt import StopRequests, TrainingInterrupted
 from .methods import method_class, unused_sections
 from .metrics import resolve_extractor
 from .runlock import RunLock
-from .settings import to_dict, updated
+from .settings import config_differences, to_dict, updated
 from .speed import SWITCHES, launch_device, resolve_mixed_precision, set_backend_flags
 
 # Keys that may change between a run and its resumption (the speed switches and bf16 change results

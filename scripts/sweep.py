@@ -53,7 +53,8 @@ from pathlib import Path
 from ddgan import checkpoint
 from ddgan.evaluate import RESULT_COLUMNS, write_csv
 from ddgan.files import atomic_write
-from ddgan.methods import METHODS, load_shared_config, method_class
+from ddgan.config import load_shared_config
+from ddgan.methods import METHODS, method_class
 from ddgan.runlock import RunLock, RunLockedError
 from ddgan.train import Run, train
 from divergences import DIVERGENCES

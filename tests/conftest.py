@@ -57,10 +57,11 @@ def fake_fmnist(tmp_path):
 
 @pytest.fixture
 def real_data_root():
-    """The real data folder ($DDGAN_DATA, else ../shared/data beside the repo), or skip."""
-    root = Path(os.environ.get("DDGAN_DATA", REPO.parent / "shared" / "data"))
-    if not (root / "FashionMNIST" / "raw").is_dir():
-        pytest.skip(f"real Fashion-MNIST not found under {root}: set DDGAN_DATA")
+    """The real data folder, $DDGAN_DATA, or skip."""
+    root = Path(os.environ.get("DDGAN_DATA", ""))
+    if not os.environ.get("DDGAN_DATA") or not (root / "FashionMNIST" / "raw").is_dir():
+        pytest.skip(f"real Fashion-MNIST not found under DDGAN_DATA={root}: set it to the folder "
+                    f"holding FashionMNIST/raw/")
     return root
 
 

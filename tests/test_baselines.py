@@ -2,9 +2,8 @@
 import pytest
 import torch
 
-from ddgan.config import load_config
 from ddgan.generate import generate
-from ddgan.methods import load_shared_config
+from ddgan.config import load_config, load_shared_config
 from ddgan.networks.precond import edm_coefficients
 from ddgan.settings import updated
 from ddgan.train import train

@@ -3,7 +3,9 @@ import re
 
 import pytest
 
-from ddgan.config import DEFAULTS, ConfigError, config_differences, load_config
+from ddgan.config import load_config
+from ddgan.schema import DEFAULTS, ConfigError
+from ddgan.settings import config_differences
 from ddgan.settings import to_dict
 
 from .conftest import REPO

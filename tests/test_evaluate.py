@@ -5,10 +5,9 @@ import json
 import pytest
 
 from ddgan.cli import main
-from ddgan.config import load_config
 from ddgan.evaluate import append_csv, evaluate_real_data
 from ddgan.featnet import train_featnet
-from ddgan.methods import load_shared_config
+from ddgan.config import load_config, load_shared_config
 from ddgan.train import train
 
 from .conftest import REPO

@@ -164,7 +164,7 @@ def test_featnet_trains_saves_its_hash_and_serves_torch_fidelity(fake_fmnist, tm
 
 
 def test_featnet_learns_real_fashion_mnist(real_data_root, tmp_path):
-    """One epoch on 10,000 images already separates the classes (3 full epochs: 92.5%, README)."""
+    """One epoch on 10,000 images already separates the classes (3 full epochs: 92.5%, docs/EVALUATION.md)."""
     info = train_featnet(tmp_path / "f.pt", "fmnist", str(real_data_root), epochs=1, device="cpu", max_train_images=10_000)
     assert info["test_accuracy"] >= 0.78, info
 

@@ -1,4 +1,4 @@
-"""Runs that survive their users (README, "Reliability"): one training per folder, a save on
+"""Runs that survive their users (docs/GUIDE.md, "Reliability"): one training per folder, a save on
 SIGINT and SIGTERM that resumes exactly, checks before the first step, resume by any path,
 kept checkpoints that cannot go missing, and one clear line for each bad input."""
 import gzip

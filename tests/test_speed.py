@@ -7,9 +7,10 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from ddgan.config import DEFAULTS, load_config
+from ddgan.schema import DEFAULTS
 from ddgan.diffusion import ForwardProcess
-from ddgan.methods import load_shared_config, method_class
+from ddgan.config import load_config, load_shared_config
+from ddgan.methods import method_class
 from ddgan.speed import PLAIN_OVERRIDES, SWITCHES, CompiledOrEager, resolve
 
 REPO = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ import sys
 import torch
 
 from ddgan.diffusion import ForwardProcess
-from ddgan.methods import load_shared_config
+from ddgan.config import load_shared_config
 from ddgan.train import train
 
 from .conftest import REPO

@@ -11,7 +11,8 @@ import sys
 
 from ddgan import checkpoint
 from ddgan.evaluate import REAL_DATA
-from ddgan.methods import METHODS, load_shared_config
+from ddgan.config import load_shared_config
+from ddgan.methods import METHODS
 from ddgan.train import train
 
 from .conftest import REPO
@@ -159,6 +160,9 @@ def test_budgets_continue_each_run_and_refuse_what_cannot_continue(fake_data, tm
     for images in ("16", "32", "48"):
         assert f"### {images} images" in table
     assert table.count("| ddgan_js_T1 |") == 3 and table.count("flow euler (2 calls)") == 2
+    redrawn = subprocess.run([sys.executable, "-m", "ddgan", "budgets", str(results)], check=True,
+                             capture_output=True, text=True)  # by hand, from the results alone
+    assert str(axis / "budgets.md") in redrawn.stdout and (axis / "budgets.md").read_text() == table
 
     # The run is gone: continuing it to 64 images is refused, and nothing runs, until --retrain.
     kept = {path: path.read_bytes() for path in results.rglob("cells/*.json")}

@@ -7,7 +7,7 @@ import torch
 from ddgan.cli import main
 from ddgan.toy import MODE_STD, mode_centres, mode_metrics, run_toy, sample_mixture
 
-# Measured with the defaults on a 2-core CPU (README): js at T = 4 covers 25, 24, 22 and 24 of
+# Measured with the defaults on a 2-core CPU (docs/GUIDE.md, the 2-D benchmark): js at T = 4 covers 25, 24, 22 and 24 of
 # the 25 modes with high-quality fractions 0.90, 0.90, 0.89 and 0.89 for seeds 0-3. GAN
 # training is chaotic under rounding differences between machines, so the bound sits below
 # the worst seed, at the issue's target; a broken or untrained model scores 0-2 modes and
@@ -60,7 +60,7 @@ def test_toy_command_writes_metrics(tmp_path, capsys):
 
 def test_ddpm_needs_many_gaussian_steps_where_edm_heun_needs_few():
     """The multimodality argument, measured: the same trained DDPM denoiser covers the 25 modes
-    with 1000 Gaussian steps and blurs them with 4 (README: 25/25 at HQ 0.89 against 4/25 at 0.11)."""
+    with 1000 Gaussian steps and blurs them with 4 (docs/GUIDE.md: 25/25 at HQ 0.89 against 4/25 at 0.11)."""
     many = run_toy("25gaussians", method="ddpm", steps=1000, seed=0)
     few = run_toy("25gaussians", method="ddpm", steps=4, seed=0)
     assert many["modes_covered"] >= 22 and many["high_quality_fraction"] >= 0.8, many

@@ -2,14 +2,33 @@
 
 A method is one module here and one entry below. It owns its config sections, its
 networks, its training step, its samplers and what its results are labelled with
-(base.Method lists the questions the rest of the code asks it).
+(base.Method lists the questions the rest of the code asks it). The registry composes the
+configuration's defaults from the shared ones (schema.DEFAULTS) and the methods' own.
 """
+import copy
+
+from ..schema import DEFAULTS
+from ..settings import config_differences
 from .ddgan import DDGAN
 from .ddpm import DDPM
 from .edm import EDM
 from .flow import Flow
 
 METHODS = {cls.name: cls for cls in (DDGAN, DDPM, EDM, Flow)}
+
+
+def composed(table, attribute):
+    """A copy of `table` updated with every registered method's own table of that kind (its
+    class attribute `attribute`: sections, renamed, legacy_values)."""
+    merged = dict(table)
+    for method in METHODS.values():
+        merged.update(getattr(method, attribute))
+    return merged
+
+
+def defaults():
+    """A fresh copy of every default: the shared sections and the registered methods' own."""
+    return copy.deepcopy(composed(DEFAULTS, "sections"))
 
 
 def get_method(name, what="method"):
@@ -46,8 +65,6 @@ def uses(cls, dotted):
 def unused_settings(cls, settings):
     """The keys `settings` set away from their defaults that method cls does not read, each with the
     method whose section it is."""
-    from ..config import config_differences, defaults
-
     owners = {section: other.name for other in METHODS.values() for section in other.sections}
     return [f"{key} ({owners[key.split('.')[0]]}'s)" if key.split(".")[0] in owners else key
             for key in config_differences(defaults(), settings) if not uses(cls, key)]
@@ -58,10 +75,3 @@ def overrides_for(cls, overrides):
     benchmark's --set), those that method cls reads."""
     return [text for text in overrides if uses(cls, text.split("=", 1)[0].strip())]
 
-
-def load_shared_config(path, overrides):
-    """The config at `path` with those of `overrides` that its method reads: overrides shared by
-    the runs of several methods (a sweep's, a benchmark's --set) go to the runs that use them."""
-    from ..config import load_config
-
-    return load_config(path, overrides_for(get_method(load_config(path).method), overrides))

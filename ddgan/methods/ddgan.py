@@ -10,7 +10,7 @@ import torch
 from divergences import get_divergence
 from divergences.regularizers import LAZY_R1_RULES, input_penalties
 
-from ..config import check_count
+from ..checks import check_count
 from ..diffusion import ForwardProcess
 from ..networks import Discriminator, MLPDiscriminator, MLPGenerator
 from ..samplers import ddgan_sampler
@@ -35,7 +35,7 @@ SECTIONS = {
         "base_channels": 64,
         "channel_mult": [1, 2, 4],
         "t_emb_dim": 128,
-        "minibatch_std_group": 0,  # 0 = off; > 0 breaks per-sample penalties, see README
+        "minibatch_std_group": 0,  # 0 = off; > 0 breaks per-sample penalties, see docs/GUIDE.md
         "stem_kernel": 1,          # 3 | 1: the stem conv to base_channels
         "downsample_first": False,  # does the first block halve the resolution (later ones do)
         "downsample": "fir",       # avgpool: 2x2 mean after conv2 | fir: [1, 3, 3, 1] blur before conv2
@@ -323,8 +323,8 @@ class DDGAN(Method):
         return math.lcm(every, n_critic) // n_critic
 
     @classmethod
-    def toy_model(cls, hp, steps, divergence, sampler=None):
-        return ToyDDGAN(hp, steps, divergence, sampler)
+    def toy_model(cls, hp, steps, divergence, sampler=None, settings=None):
+        return ToyDDGAN(hp, steps, divergence, sampler)  # its MLPs read hp alone
 
     def state_dict(self):
         return self.state.state_dict()

@@ -2,7 +2,7 @@
 import torch
 import torch.nn.functional as F
 
-from ..config import check_count
+from ..checks import check_count
 from ..diffusion import ForwardProcess
 from ..samplers import (SPACINGS, ancestral_sampler, ddim_sampler, linear_betas, respaced_schedule,
                         select_steps)
@@ -22,7 +22,7 @@ SECTIONS = {
 }
 
 # K of the sample grids and the periodic evaluation when eval.steps is unset: a grid at all
-# T = 1,000 calls would cost minutes on a CPU (README, "Sample grids").
+# T = 1,000 calls would cost minutes on a CPU (docs/GUIDE.md, "Sample grids").
 PREVIEW_CALLS = 20
 
 

@@ -9,7 +9,6 @@ train and sample the 2-D benchmark's MLP (ToyDenoiser).
 import torch
 
 from ..networks import MLPGenerator
-from ..config import load_config
 from ..settings import updated
 from .base import Method
 from .common import build_unet, cosine_schedules, grad_norm, optimizer_step
@@ -57,8 +56,8 @@ class DenoisingMethod(Method):
         return cls.wrap(build_unet(settings, image_shape), settings)
 
     @classmethod
-    def toy_model(cls, hp, steps, divergence=None, sampler=None):
-        return ToyDenoiser(cls, hp, steps, sampler)
+    def toy_model(cls, hp, steps, divergence=None, sampler=None, settings=None):
+        return ToyDenoiser(cls, hp, steps, sampler, settings)
 
     def train_step(self, batches, step, with_grad_norms=False):
         loss = self.loss(self.fast_network, next(batches))
@@ -81,11 +80,11 @@ class DenoisingMethod(Method):
 class ToyDenoiser:
     """The 2-D benchmark's denoiser (ddgan/toy.py): the generator's MLP without z inside the
     method's wrap, trained by its objective and sampled by its sampler, with the method's
-    settings for the 2-D data (the defaults and its toy_overrides)."""
+    settings for the 2-D data (`settings`, the defaults for the method, and its toy_overrides)."""
     divergence = None
 
-    def __init__(self, method, hp, steps, sampler=None):
-        settings = updated(load_config(), {"method": method.name, **method.toy_overrides})
+    def __init__(self, method, hp, steps, sampler, settings):
+        settings = updated(settings, method.toy_overrides)
         self.network = method.wrap(MLPGenerator(nz=0, hidden=hp["hidden"], depth=hp["depth"],
                                                 fourier_features=hp["fourier_features"],
                                                 fourier_scale=hp["g_fourier_scale"]), settings)

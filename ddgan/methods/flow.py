@@ -8,7 +8,7 @@ the data at t = 0. The network is the shared backbone, given 1000 t as its time 
 import torch
 import torch.nn.functional as F
 
-from ..config import check_count
+from ..checks import check_count
 from ..diffusion import per_sample
 from .base import Sampler
 from .denoising import DenoisingMethod

@@ -80,7 +80,7 @@ class Discriminator(nn.Module):
     [minibatch std], a 3x3 conv, leaky ReLU, a sum over pixels and a linear layer.
 
     The defaults are this project's earlier layout. The DDGAN authors' CIFAR-10 layout
-    (README) is stem_kernel=1, downsample_first=False, downsample="fir",
+    (docs/GUIDE.md) is stem_kernel=1, downsample_first=False, downsample="fir",
     head_activation=False, near_zero_init=True.
 
     stem_kernel: 3 or 1, the kernel of the stem conv to base_channels.
