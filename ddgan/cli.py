@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from divergences import DIVERGENCES
+from divergences import DEFAULT_DIVERGENCE, DIVERGENCES
 
-from .methods import METHODS
+from .methods import DEFAULT_METHOD, METHODS
 from .plot import GRID_NFES
 from .toy import TOY_DEFAULTS
 
@@ -171,7 +171,7 @@ def build_parser():
 
     p = sub.add_parser("train", help="train a model from a YAML config",
                        description="Train from a YAML config, with dotted overrides, e.g. "
-                       "`ddgan train --config configs/fmnist/ddgan_js.yaml train.max_steps=200 "
+                       "`ddgan train --config configs/fmnist/ddgan.yaml train.max_steps=200 "
                        "ddgan.denoising_steps=2 divergence.name=tv`. Multi-GPU: "
                        "`accelerate launch -m ddgan train ...`.")
     p.add_argument("--config", required=True, help="YAML file (keys: ddgan/schema.py and each method's sections)")
@@ -208,8 +208,8 @@ def build_parser():
                        "mixture of Gaussians and write DIR/metrics.json (modes covered, "
                        "high-quality fraction) and DIR/samples.png.")
     p.add_argument("--data", default="25gaussians", choices=["25gaussians", "8gaussians"])
-    p.add_argument("--method", default="ddgan", choices=list(METHODS))
-    p.add_argument("--divergence", default="js", choices=list(DIVERGENCES), help="DDGAN only")
+    p.add_argument("--method", default=DEFAULT_METHOD, choices=list(METHODS))
+    p.add_argument("--divergence", default=DEFAULT_DIVERGENCE, choices=list(DIVERGENCES), help="DDGAN only")
     p.add_argument("--steps", type=at_least(1), default=4,
                    help=per_method(lambda cls: cls.steps_symbol) + " (DDPM trained at T = 1000)")
     p.add_argument("--sampler", default=None, help=per_method(samplers_help))
@@ -290,7 +290,7 @@ def build_parser():
                        description="Time each config's train step and its sampler (median of "
                        "synchronised repeats after a warm-up); print a table, write JSON.")
     p.add_argument("configs", nargs="+", metavar="CONFIG",
-                   help="e.g. configs/cifar10/ddgan_js.yaml configs/cifar10/ddpm.yaml configs/cifar10/edm.yaml")
+                   help="e.g. configs/cifar10/ddgan.yaml configs/cifar10/ddpm.yaml configs/cifar10/edm.yaml")
     p.add_argument("--set", nargs="*", default=[], dest="overrides", metavar="KEY=VALUE",
                    help="config overrides, each for the configs whose method reads its key "
                    "(e.g. a small model on a CPU)")

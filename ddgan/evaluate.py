@@ -37,7 +37,19 @@ RESULT_COLUMNS = ["run", "method", "divergence", "sampler", "steps", "nfe", "met
 METRIC_COLUMNS = ["fd", "kid", "kid_std", "precision", "recall"]
 PERIODIC_COLUMNS = ["step", "images_seen", "train_seconds", "train_cpu_seconds", "metric_name", "fd", "n_samples", "nfe",
                     "extractor", "extractor_hash"]
+LABEL_COLUMNS = ["divergence"]  # what a method's labels() may record beside its sampler
 GRID_SIZE = 64
+
+
+def result_labels(method, settings):
+    """The label columns of a result row: the method's labels(), every key it returns, and ''
+    for the label columns it does not use."""
+    labels = method.labels(settings)
+    unknown = sorted(set(labels) - set(LABEL_COLUMNS))
+    if unknown:
+        raise ValueError(f"method {method.name!r} labels its rows with {', '.join(unknown)}, which "
+                         f"the results have no column for: a label is one of {', '.join(LABEL_COLUMNS)}")
+    return {**dict.fromkeys(LABEL_COLUMNS, ""), **labels}
 
 
 def plan(settings, run, steps=None, samplers=None):
@@ -144,8 +156,7 @@ def evaluate_runs(run_dirs, extractor_spec, steps=None, samplers=None, num_sampl
                 grid.parent.mkdir(parents=True, exist_ok=True)
                 save_image(images[:GRID_SIZE], grid, nrow=8, normalize=True, value_range=(-1, 1))
             rows.append({
-                "run": str(run), "method": settings.method,
-                "divergence": method.labels(settings).get("divergence", ""),
+                "run": str(run), "method": settings.method, **result_labels(method, settings),
                 "sampler": sampler_name, "steps": count, "nfe": sampler.network_calls,
                 "metric_name": extractor.metric_name, **dict.fromkeys(METRIC_COLUMNS), **values,
                 "n_samples": num_samples,

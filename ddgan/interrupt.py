@@ -1,15 +1,16 @@
-"""Stop requests: SIGINT (Ctrl-C) and SIGTERM (what a cluster scheduler sends before it
-pre-empts a job) ask a training to finish its current step, save a checkpoint and leave.
+"""Stop requests: SIGINT (Ctrl-C), SIGTERM (what a cluster scheduler sends before it
+pre-empts a job) and SIGUSR2 (what SLURM sends a submitit job before its time limit or a
+pre-emption) ask a training to finish its current step, save a checkpoint and leave.
 
-A second Ctrl-C leaves at once (KeyboardInterrupt); a second SIGTERM is ignored, as the save
-it waits for is under way.
+A second Ctrl-C leaves at once (KeyboardInterrupt); a second SIGTERM or SIGUSR2 is ignored,
+as the save it waits for is under way.
 """
 import signal
 import sys
 import threading
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
-EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal, as a shell reports it
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGUSR2: 140}  # 128 + the signal, as a shell reports it
 
 
 class TrainingInterrupted(Exception):

@@ -327,7 +327,7 @@ def error_bars(curve):
 def curve_format(curve):
     """DDGAN solid with circles, baselines dashed with squares: a study has more curves than the
     10 colours, and the style keeps two curves of one colour apart."""
-    return "o-" if curve[0]["divergence"] else "s--"
+    return "o-" if steps_trained(curve[0]) else "s--"
 
 
 FLOOR_STYLES = (":", (0, (1, 4)), (0, (3, 2, 1, 2)), "-.")  # one per floor sample count
@@ -360,16 +360,16 @@ def plot_fd_vs_nfe(rows, metric, colours, path, floor=()):
 
 
 def plot_divergence_comparison(rows, metric, colours, path, floor=()):
-    compared = [row for row in rows if row["divergence"]]
+    compared = [row for row in rows if steps_trained(row)]
     if not compared:
-        return message_figure("no DDGAN results to compare divergences", path)
+        return message_figure("no results with steps fixed at training (DDGAN's T) to compare", path)
     fig, ax = pyplot().subplots(figsize=(6.5, 4.5))
     for label, curve in curves(compared).items():
         ax.errorbar([row["steps"] for row in curve], [row["fd"] for row in curve], yerr=error_bars(curve),
                     fmt=curve_format(curve), capsize=3, color=colours[label], label=label)
     # A DDGAN step is one network call, so baselines sit at their NFE on the same axis.
     t_values = sorted({row["steps"] for row in compared})
-    for label, curve in curves([row for row in rows if not row["divergence"]]).items():
+    for label, curve in curves([row for row in rows if not steps_trained(row)]).items():
         inside = [row for row in curve if t_values[0] <= row["nfe"] <= t_values[-1]]
         if inside:
             ax.errorbar([row["nfe"] for row in inside], [row["fd"] for row in inside],
@@ -381,9 +381,11 @@ def plot_divergence_comparison(rows, metric, colours, path, floor=()):
                        label=f"{label}, best ({best['nfe']} NFE, outside T range)")
     draw_floor(ax, floor, {row["n_samples"] for row in rows})
     ax.set_xticks(t_values)
-    ax.set_xlabel("T (DDGAN denoising steps = NFE)")
+    methods, symbol = "/".join(sorted({row["method"].upper() for row in compared})), steps_symbol(compared[0])
+    ax.set_xlabel(f"{symbol} ({methods} denoising steps = NFE)")
     ax.set_ylabel(f"{metric} (n={sample_counts(rows)}, {rows[0]['data']})")
-    ax.set_title(f"DDGAN divergences against T, baselines dashed ({metric}, lower is better)", fontsize=10)
+    ax.set_title(f"{methods} divergences against {symbol}, baselines dashed ({metric}, lower is better)",
+                 fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     save(fig, path)
@@ -394,7 +396,7 @@ SEED_LINES = ("-", "--", ":", "-.")  # the runs of one result (its training seed
 
 def training_panel(row):
     """The panel of training_curves.png that draws a run: one per DDGAN divergence, one for the baselines."""
-    return f"{row['method'].upper()} {row['divergence']}" if row["divergence"] else "baselines"
+    return f"{row['method'].upper()} {row['divergence']}" if steps_trained(row) else "baselines"
 
 
 def training_lines(histories):

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import yaml
 
-DEFAULTS = {
-    "method": "ddgan",           # a name in ddgan.methods.METHODS
+DEFAULTS = {                     # "method" is the registry's (ddgan.methods.DEFAULT_METHOD)
     "data": {
         "name": "fmnist",        # fmnist | cifar10 | imagefolder
         "root": None,            # folder with the data; else $DDGAN_DATA; else download

@@ -14,10 +14,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from divergences import DEFAULT_DIVERGENCE
+
 from .checks import check_count
 from .config import load_config
 from .files import atomic_write, check_writable
-from .methods import get_method
+from .methods import DEFAULT_METHOD, get_method
 
 MODE_STD = 0.05
 NUM_EVAL_SAMPLES = 10_000
@@ -62,8 +64,8 @@ TOY_DEFAULTS = {"iters": 16000, "batch_size": 256, "hidden": 128, "depth": 3, "n
                 "d_fourier_scale": 1.0, "data_scale": 2.0}
 
 
-def run_toy(data="25gaussians", divergence="js", steps=4, out=None, iters=None, seed=0,
-            method="ddgan", sampler=None, overwrite=False, **overrides):
+def run_toy(data="25gaussians", divergence=DEFAULT_DIVERGENCE, steps=4, out=None, iters=None, seed=0,
+            method=DEFAULT_METHOD, sampler=None, overwrite=False, **overrides):
     """Train on a 2-D mixture; returns the metrics (and writes metrics.json + a PNG to `out`,
     which must not hold a result already unless `overwrite`).
 

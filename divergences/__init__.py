@@ -21,6 +21,7 @@ from .wgan_gp import WassersteinGP
 
 DIVERGENCES = {cls.name: cls for cls in (JensenShannon, SquaredHellinger, ReverseKL, TotalVariation,
                                              WassersteinGP, RelativisticPairing)}
+DEFAULT_DIVERGENCE = JensenShannon.name  # a config's and the 2-D benchmark's, unless told
 
 
 def get_divergence(name, **options):
@@ -36,5 +37,5 @@ def get_divergence(name, **options):
     return cls(**options)
 
 
-__all__ = ["DIVERGENCES", "Divergence", "FDivergence", "GradientPenalty", "R1", "R2", "Regularizer",
+__all__ = ["DEFAULT_DIVERGENCE", "DIVERGENCES", "Divergence", "FDivergence", "GradientPenalty", "R1", "R2", "Regularizer",
            "get_divergence", "gradient_penalty", "r1_penalty"]

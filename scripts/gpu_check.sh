@@ -21,15 +21,15 @@ DDGAN=${DDGAN:-.venv/bin/ddgan}
 PY=${PY:-.venv/bin/python}
 BENCH=(--steps 1 2 4 --warmup 3 --repeats 10)
 
-"$DDGAN" bench configs/cifar10/ddgan_js.yaml "${BENCH[@]}" --sample-batch 100 1000 --out "$OUT/ddgan_fast.json"
-"$DDGAN" bench configs/cifar10/ddgan_js.yaml "${BENCH[@]}" --sample-batch 100 --mixed-precision no --out "$OUT/ddgan_fast_fp32.json"
-"$DDGAN" bench configs/cifar10/ddgan_js.yaml "${BENCH[@]}" --sample-batch 100 --plain --out "$OUT/ddgan_plain.json"
+"$DDGAN" bench configs/cifar10/ddgan.yaml "${BENCH[@]}" --sample-batch 100 1000 --out "$OUT/ddgan_fast.json"
+"$DDGAN" bench configs/cifar10/ddgan.yaml "${BENCH[@]}" --sample-batch 100 --mixed-precision no --out "$OUT/ddgan_fast_fp32.json"
+"$DDGAN" bench configs/cifar10/ddgan.yaml "${BENCH[@]}" --sample-batch 100 --plain --out "$OUT/ddgan_plain.json"
 "$DDGAN" bench configs/cifar10/ddpm.yaml configs/cifar10/edm.yaml --steps 4 18 --warmup 3 --repeats 5 --sample-batch 100 --out "$OUT/baselines_fast.json"
 "$PY" -m pytest -q tests/test_speed.py -k cuda 2>&1 | tee "$OUT/loss_match.txt"
 
 if [ -n "$DATA" ] && [ -d "$DATA/FashionMNIST/raw" ]; then
     "$DDGAN" featnet --data fmnist --data-root "$DATA" --epochs 1 --out "$OUT/featnet_fmnist.pt"
-    timeout 200 "$DDGAN" train --config configs/fmnist/ddgan_js.yaml data.root="$DATA" \
+    timeout 200 "$DDGAN" train --config configs/fmnist/ddgan.yaml data.root="$DATA" \
         train.out_dir="$OUT/fmnist_js_T4" train.max_steps=100000 train.ckpt_every=500 \
         eval.every_images=64000 eval.num_samples=2000 eval.extractor="featnet:$OUT/featnet_fmnist.pt" || true
 fi

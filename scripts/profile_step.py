@@ -1,6 +1,6 @@
 """Where a training step's time goes: torch.profiler's top operators by self time.
 
-    python scripts/profile_step.py configs/fmnist/ddgan_js.yaml --set train.batch_size=64 --cpu
+    python scripts/profile_step.py configs/fmnist/ddgan.yaml --set train.batch_size=64 --cpu
 
 builds the config's method as `ddgan bench` does (random images on the device), runs
 --warmup steps, then profiles --steps steps and prints the operators that take the most

@@ -23,7 +23,8 @@ from ddgan.data import load_images, to_unit_range
 from ddgan.evaluate import reference_name
 from ddgan.generate import ema_network
 from ddgan.metrics import compute_metrics, quantise, resolve_extractor
-from ddgan.methods.ddgan import build_process
+from ddgan.methods import method_class
+from ddgan.methods.ddgan import DDGAN, build_process
 from ddgan.samplers import ddgan_sampler
 
 GRID = 16
@@ -51,8 +52,9 @@ def main():
 
     state = checkpoint.load(Path(args.run) / "checkpoints" / args.checkpoint)
     settings = state["config"]
-    if settings.method != "ddgan":
-        raise SystemExit(f"{args.run} is a {settings.method} run; step_quality scores a DDGAN's chain")
+    if method_class(settings) is not DDGAN:
+        raise SystemExit(f"{args.run} is a {settings.method} run; step_quality scores a "
+                         f"{DDGAN.name} run's chain")
     generator, _ = ema_network(state)
     if args.raw:
         generator.load_state_dict(state["method"]["generator"])

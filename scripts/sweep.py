@@ -3,9 +3,11 @@
     python scripts/sweep.py --out runs/study --config-dir configs/fmnist/cpu \\
         --featnet featnets/fmnist.pt --train-images 160000 --jobs 2
 
-A cell is one run, trained and then evaluated on its own: ddgan_<divergence>_T<T> from
-CONFIG_DIR/ddgan_<divergence>.yaml at each --steps T, and <baseline> from
-CONFIG_DIR/<baseline>.yaml sampled with each of its samplers at each --baseline-steps count;
+A cell is one run, trained and then evaluated on its own, as its method's class lays out the
+cells (Method.sweep_cells): ddgan_<divergence>_T<T> at each --steps T, from CONFIG_DIR/ddgan.yaml
+with the divergence as an override (or CONFIG_DIR/ddgan_<divergence>.yaml where a divergence has
+a recipe of its own, as wgan-gp), and <baseline> from CONFIG_DIR/<baseline>.yaml sampled with
+each of its samplers at each --baseline-steps count;
 --seeds gives each cell one run per training seed (a seed other than 0 is named ..._seed<s>).
 The cell real_data is the floor (--no-floor: none): the data's held-out test split, scored as
 the samples are at each sample count the sweep's rows use.
@@ -29,15 +31,27 @@ resumes from its checkpoint in OUT. So a sweep stopped anywhere costs at most th
 flight: run the same command again.
 
 Executors (submitit): `local` (default) runs --jobs cells at once as processes of this machine,
-each on cores / jobs threads; `slurm` submits each cell as a SLURM job, at most --jobs queued at
-once, for example
+each on cores / jobs threads; `debug` runs them one by one in the driver's own process (a method
+or divergence registered by the caller is seen, a failure opens pdb); `slurm` submits each cell
+as a SLURM job, at most --jobs queued at once, for example
 
     python scripts/sweep.py --out /scratch/study --config-dir configs/fmnist \\
         --featnet featnets/fmnist.pt --train-images 2000000 --executor slurm --jobs 24 \\
         --slurm-partition gpu --gpus-per-job 1 --cpus-per-job 8 --timeout-min 240
 
 (this command then waits for the cells and merges their rows as they finish; an interrupted
-driver loses nothing: run it again). `--set key=value` overrides go to every run whose method
+driver loses nothing: run it again).
+
+Faults. A cell killed anywhere (kill -9 of its worker, of the whole sweep, a lost machine)
+resumes from its run's last checkpoint when the same command runs again, and its rows equal an
+undisturbed run's (tests/test_faults.py; scripts/fault_injection.py kills a real sweep at
+random points). Every file in RESULTS is written atomically. A damaged cell file is named, with
+its line, and the cell evaluated again from its run. Time limits and pre-emption: SLURM sends
+SIGUSR2 --signal-delay-s seconds before a job's --timeout-min, and at a pre-emption where the
+cluster sets SlurmctldParameters=preempt_send_user_signal. The training then finishes its step
+and saves, and the job requeues itself (submitit's checkpointing) to go on from there, up to
+--max-timeouts times at the time limit; pre-emptions do not count. Make --signal-delay-s longer
+than a training step plus a checkpoint save. `--set key=value` overrides go to every run whose method
 reads the key (e.g. a tiny backbone for a smoke test; see tests/test_sweep.py).
 """
 import argparse
@@ -45,14 +59,17 @@ import json
 import math
 import os
 import re
-import shutil
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from submitit.helpers import Checkpointable
+
 from ddgan import checkpoint
 from ddgan.evaluate import RESULT_COLUMNS, write_csv
-from ddgan.files import atomic_write
+from ddgan.files import atomic_copy, atomic_write
+from ddgan.interrupt import TrainingInterrupted
 from ddgan.config import load_shared_config
 from ddgan.methods import METHODS, method_class
 from ddgan.runlock import RunLock, RunLockedError
@@ -107,6 +124,23 @@ def train_once(settings):
     return run.dir if steps == settings.train.max_steps else train(settings, resume=True)
 
 
+class CellJob(Checkpointable):
+    """run_cell as a job that requeues itself: on the time-limit or pre-emption signal,
+    submitit resubmits the same cell, which goes on from its run's last checkpoint."""
+
+    def __call__(self, cell):
+        return run_cell(cell)
+
+
+def hand_on(stop):
+    """A training stopped by SIGUSR2 has saved its checkpoint: raise the signal again, now for
+    submitit's handler (back in place once the training has left), which requeues the job.
+    Outside a submitit job (no handler) the interruption stays an error."""
+    if stop.signum == signal.SIGUSR2 and callable(signal.getsignal(signal.SIGUSR2)):
+        print(stop, flush=True)
+        signal.raise_signal(stop.signum)
+
+
 def run_cell(cell):
     """Each budget of the cell not yet done, in order: train its run to it (start, resume or
     continue the run), evaluate it and write its rows; returns the rows written.
@@ -120,7 +154,7 @@ def run_cell(cell):
     written = []
     for stage in cell.stages:
         results = Path(stage.results)
-        if cell_file(results, cell.name).is_file():
+        if cell_rows(results, cell.name) is not None:
             continue
         budget = [f"train.max_steps={stage.max_steps}"] if stage.max_steps else []
         settings = load_shared_config(Path(cell.config), [*cell.overrides, *budget])
@@ -129,7 +163,11 @@ def run_cell(cell):
                                       seed=o["eval_seed"], grid_dir=results / "grids")
             run_dir = None
         else:
-            run_dir = train_once(settings)
+            try:
+                run_dir = train_once(settings)
+            except TrainingInterrupted as stop:
+                hand_on(stop)
+                raise
             rows = []
             for steps, samplers, num_samples in stage.evaluations:
                 rows += evaluate_runs([run_dir], o["extractor"], steps=list(steps) or None,
@@ -146,7 +184,7 @@ def write_rows(name, results, run_dir, rows):
     curve = results / "curves" / f"{name}.csv"
     if run_dir is not None and (run_dir / "eval.csv").is_file():
         curve.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(run_dir / "eval.csv", curve)
+        atomic_copy(run_dir / "eval.csv", curve)
     for row in rows:  # paths relative to RESULTS, where sweep.csv names them too
         row["grid"] = os.path.relpath(row["grid"], results)
         row["eval_csv"] = os.path.relpath(curve, results) if row["eval_csv"] else ""
@@ -157,6 +195,28 @@ def write_rows(name, results, run_dir, rows):
 
 def cell_file(results, name):
     return Path(results) / "cells" / f"{name}.json"
+
+
+def damage(path):
+    """What is wrong with the cell file at path, naming its line; None where it holds rows."""
+    try:
+        rows = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        return f"line {error.lineno}, column {error.colno}: {error.msg}"
+    except UnicodeDecodeError as error:
+        return f"not text ({error.reason})"
+    if not (isinstance(rows, list) and rows and all(isinstance(row, dict) and "fd" in row for row in rows)):
+        return "line 1: not a list of result rows"
+    return None
+
+
+def cell_rows(results, name):
+    """The cell's rows at RESULTS; None where it has none yet, or where its file is damaged
+    (then the cell is evaluated again from its run, and the file replaced)."""
+    path = cell_file(results, name)
+    if not path.is_file() or damage(path):
+        return None
+    return json.loads(path.read_text())
 
 
 def plan_cells(args):
@@ -197,16 +257,17 @@ def plan_cells(args):
                           images_per_step=per_step))
 
     for seed in args.seeds:
-        for divergence in args.divergences:
-            for t in args.steps:
-                add(f"ddgan_{divergence}_T{t}", config_dir / f"ddgan_{divergence.replace('-', '_')}.yaml",
-                    [f"ddgan.denoising_steps={t}"], seed)
+        for method in METHODS.values():
+            if method.steps_trained:
+                for name, config, overrides in method.sweep_cells(config_dir, args.steps, args.divergences):
+                    add(name, config, list(overrides), seed)
         for baseline in args.baselines:
             method = METHODS[baseline]
             evaluations = [(tuple(steps), method.samplers, n) for n, steps in by_samples.items()]
             if baseline in extra:  # its default sampler only
                 evaluations.append((extra[baseline], (method.default_sampler(),), args.extra_samples))
-            add(baseline, config_dir / f"{baseline}.yaml", [], seed, tuple(evaluations),
+            (name, config, overrides), = method.sweep_cells(config_dir, args.baseline_steps, args.divergences)
+            add(name, config, list(overrides), seed, tuple(evaluations),
                 later.get(baseline, (((4, 8, 16), (method.default_sampler(),), None),)))
     if args.floor and cells:
         add_floor(cells, args, options)
@@ -258,8 +319,8 @@ def add_floor(cells, args, options):
 def merge(results):
     """sweep.csv from the rows of every finished cell in one results folder, this command's or
     an earlier one's (say the seed cells), in the order of the cells' names; returns the rows."""
-    rows = [row for path in sorted((Path(results) / "cells").glob("*.json"))
-            for row in json.loads(path.read_text())]
+    paths = sorted((Path(results) / "cells").glob("*.json"))
+    rows = [row for path in paths if not damage(path) for row in json.loads(path.read_text())]
     if rows:
         write_csv(Path(results) / "sweep.csv", RESULT_COLUMNS, rows)
     return rows
@@ -286,11 +347,14 @@ def make_executor(args):
 
     folder = Path(args.out) / "submitit"  # every job's log: <job id>_0_log.out and .err
     if args.executor == "local":
-        executor = submitit.LocalExecutor(folder)
-        executor.update_parameters(timeout_min=args.timeout_min)
+        executor = submitit.LocalExecutor(folder, max_num_timeout=args.max_timeouts)
+        executor.update_parameters(timeout_min=args.timeout_min, signal_delay_s=args.signal_delay_s)
+    elif args.executor == "debug":  # in this process: what it registers counts, pdb on a failure
+        executor = submitit.DebugExecutor(folder)
     else:
-        executor = submitit.AutoExecutor(folder, cluster="slurm")
-        executor.update_parameters(timeout_min=args.timeout_min, slurm_partition=args.slurm_partition,
+        executor = submitit.AutoExecutor(folder, cluster="slurm", slurm_max_num_timeout=args.max_timeouts)
+        executor.update_parameters(timeout_min=args.timeout_min, slurm_signal_delay_s=args.signal_delay_s,
+                                   slurm_partition=args.slurm_partition,
                                    gpus_per_node=args.gpus_per_job, cpus_per_task=args.cpus_per_job,
                                    nodes=1, tasks_per_node=1, name="ddgan-sweep")
     return executor
@@ -316,7 +380,7 @@ def run_cells(executor, cells, jobs, results, out, poll_s=2.0):
     while pending or running:
         while pending and len(running) < jobs:
             cell = pending.pop(0)
-            running[executor.submit(run_cell, cell)] = cell
+            running[executor.submit(CellJob(), cell)] = cell
             print(f"started {cell.name}", flush=True)
         time.sleep(poll_s)
         for job in [job for job in running if job.done()]:
@@ -345,7 +409,8 @@ def parse_args(argv=None):
                         "figures (default OUT/results)")
     parser.add_argument("--config-dir", default="configs/fmnist")
     parser.add_argument("--divergences", nargs="*", default=list(DIVERGENCES))
-    parser.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4, 8], help="DDGAN's T values")
+    parser.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4, 8],
+                        help="the step counts fixed at training (DDGAN's T), one run each")
     parser.add_argument("--baselines", nargs="*",
                         default=[name for name, method in METHODS.items() if not method.steps_trained],
                         help="methods sampled at any step count, each from CONFIG_DIR/<name>.yaml "
@@ -381,12 +446,21 @@ def parse_args(argv=None):
     parser.add_argument("--eval-seed", type=int, default=0, help="the sampling seed of every row")
     parser.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
                         dest="overrides", help="config overrides for every run (may be repeated)")
-    parser.add_argument("--executor", choices=["local", "slurm"], default="local")
+    parser.add_argument("--executor", choices=["local", "slurm", "debug"], default="local",
+                        help="local: processes of this machine; slurm: cluster jobs; debug: one "
+                        "cell at a time in this process (a failure opens pdb)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count(),
                         help="cells at once (local: one per core by default; slurm: jobs queued)")
     parser.add_argument("--threads", type=int, default=None,
                         help="threads per cell (default: local cores / jobs; slurm --cpus-per-job)")
-    parser.add_argument("--timeout-min", type=int, default=24 * 60, help="time limit of one cell")
+    parser.add_argument("--timeout-min", type=int, default=24 * 60,
+                        help="time limit of one cell's job; at it the job saves and requeues itself")
+    parser.add_argument("--signal-delay-s", type=int, default=120,
+                        help="seconds before --timeout-min at which the job gets SIGUSR2 to save and "
+                        "requeue: more than a training step plus a checkpoint save")
+    parser.add_argument("--max-timeouts", type=int, default=20,
+                        help="requeues at the time limit before a cell counts as failed (a "
+                        "pre-emption does not count)")
     parser.add_argument("--slurm-partition", default=None)
     parser.add_argument("--gpus-per-job", type=int, default=0)
     parser.add_argument("--cpus-per-job", type=int, default=1)
@@ -416,7 +490,7 @@ def parse_args(argv=None):
     if args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
     if args.threads is None:
-        args.threads = (max(1, (os.cpu_count() or 1) // args.jobs) if args.executor == "local"
+        args.threads = (max(1, (os.cpu_count() or 1) // args.jobs) if args.executor in ("local", "debug")
                         else args.cpus_per_job)
     unknown = set(args.baselines) - set(METHODS)
     if unknown:
@@ -425,7 +499,7 @@ def parse_args(argv=None):
 
 
 def finished_stages(cell):
-    return [stage for stage in cell.stages if cell_file(stage.results, cell.name).is_file()]
+    return [stage for stage in cell.stages if cell_rows(stage.results, cell.name) is not None]
 
 
 def state(cell):
@@ -448,10 +522,10 @@ def details(cell, out):
                      else f"run at step {steps}")
     finished = finished_stages(cell)
     if finished:
-        row = json.loads(cell_file(finished[-1].results, cell.name).read_text())[0]
+        row = cell_rows(finished[-1].results, cell.name)[0]
         if row.get("images_seen"):
             parts.append(f"rows at {row['images_seen']:,} images, {row['train_cpu_seconds']:,.0f} "
-                         f"CPU s, {row['train_device'] or 'machine unrecorded'}")
+                         f"CPU s, {row.get('train_device') or 'machine unrecorded'}")
     if failure_file(out, cell.name).is_file():
         parts.append(f"failed: {failure_file(out, cell.name).read_text().splitlines()[0]}")
     return "; ".join(parts)
@@ -468,6 +542,12 @@ def refusal(cell, retrain):
     finished = finished_stages(cell)
     todo = [stage for stage in cell.stages if stage not in finished]
     steps = trained_steps(cell.run_dir) if todo else None
+    damaged = [cell_file(stage.results, cell.name) for stage in todo
+               if cell_file(stage.results, cell.name).is_file()]
+    if steps is None and damaged and not retrain:
+        return (f"{cell.name}: {damaged[0]} is damaged ({damage(damaged[0])}) and its run "
+                f"{cell.run_dir} is gone, so nothing can evaluate it again; restore the file "
+                f"(say from git), or pass --retrain to train the cell again from scratch")
     if steps is None:
         if finished and todo and not retrain:
             return (f"{cell.name}: its rows at {images_of(finished[-1])} are in {finished[-1].results}, "
@@ -515,6 +595,12 @@ def run_sweep(args, cells):
         info = train_featnet(featnet, data.name, data.root, data.image_size, epochs=args.featnet_epochs)
         print(f"featnet {info['hash']}: test accuracy {info['test_accuracy']:.4f}")
     todo = [cell for cell in cells if state(cell) != "finished"]
+    for cell in todo:
+        for stage in cell.stages:
+            path = cell_file(stage.results, cell.name)
+            if path.is_file() and damage(path):
+                print(f"{path}: damaged ({damage(path)}); the cell is evaluated again from its run",
+                      flush=True)
     refused = [line for line in (refusal(cell, args.retrain) for cell in todo) if line]
     if refused:
         raise SystemExit("\n".join(refused) + "\n(nothing was run; --cells runs the others)")

@@ -14,7 +14,7 @@ SMALL = ["backbone.base_channels=8", "backbone.channel_mult=[1, 2]", "backbone.n
 
 def test_bench_times_training_and_sampling_of_each_method(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    main(["bench", *(str(REPO / f"configs/fmnist/{m}.yaml") for m in ("ddgan_js", "ddpm", "edm")),
+    main(["bench", *(str(REPO / f"configs/fmnist/{m}.yaml") for m in ("ddgan", "ddpm", "edm")),
           "--set", *SMALL, "--steps", "1", "2", "--sample-batch", "3", "--warmup", "1",
           "--repeats", "2", "--cpu", "--out", str(out)])
     result = json.loads(out.read_text())
@@ -32,7 +32,7 @@ def test_bench_times_training_and_sampling_of_each_method(tmp_path, capsys):
 def test_bench_records_the_fast_mode_and_the_plain_flag(tmp_path):
     fast_on_cpu = ["speed.channels_last=true", "speed.fused_adam=true", "speed.compile=true",
                    "speed.compile_backend=aot_eager"]
-    common = [str(REPO / "configs/fmnist/ddgan_js.yaml"), "--steps", "1", "--sample-batch", "3",
+    common = [str(REPO / "configs/fmnist/ddgan.yaml"), "--steps", "1", "--sample-batch", "3",
               "--warmup", "1", "--repeats", "1", "--cpu"]
     main(["bench", *common, "--set", *SMALL, *fast_on_cpu, "--out", str(tmp_path / "fast.json")])
     reset_accelerate()  # --plain benchmarks in float32, which a new process would start with
@@ -66,7 +66,7 @@ def test_flop_count_against_a_hand_count():
 
 def test_bench_reports_flops_peak_utilisation_and_spread(tmp_path):
     out = tmp_path / "bench.json"
-    main(["bench", str(REPO / "configs/fmnist/ddgan_js.yaml"), "--set", *SMALL, "--steps", "1",
+    main(["bench", str(REPO / "configs/fmnist/ddgan.yaml"), "--set", *SMALL, "--steps", "1",
           "--sample-batch", "3", "--warmup", "1", "--repeats", "3", "--cpu", "--out", str(out)])
     result = json.loads(out.read_text())
     peaks = result["environment"]["peak_tflop_per_s"]

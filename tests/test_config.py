@@ -20,27 +20,52 @@ def test_every_shipped_config_loads(path):
     assert 1 <= cfg.ddgan.denoising_steps <= 10
 
 
-def test_required_configs_exist():
-    names = {str(p.relative_to(REPO / "configs")) for p in CONFIGS}
-    for d in ("js", "hellinger", "rkl", "tv", "wgan_gp", "rpgan"):
-        assert f"fmnist/ddgan_{d}.yaml" in names
-    assert "cifar10/ddgan_js.yaml" in names and "tiny.yaml" in names
+def test_one_config_per_method_in_each_folder():
+    """A folder holds a config per method, named after it, and only the divergences with a
+    recipe of their own (wgan-gp's critic steps and optimiser) have a file beside it."""
+    from ddgan.methods import METHODS
+
+    for folder in ("fmnist", "fmnist/cpu", "cifar10/cpu"):
+        names = {p.stem for p in (REPO / "configs" / folder).glob("*.yaml")}
+        assert names == {*METHODS, "ddgan_wgan_gp"}, folder
+    assert {p.stem for p in (REPO / "configs/cifar10").glob("*.yaml")} == {"ddgan", "ddpm", "edm"}
+    assert (REPO / "configs/tiny.yaml").is_file()
+
+
+def study_cells(folder):
+    """Each cell of the sweep over folder at T = 4, as the sweep lays them out: {name: settings}."""
+    from ddgan.methods import METHODS
+    from divergences import DIVERGENCES
+
+    return {name: load_config(config, list(overrides))
+            for method in METHODS.values()
+            for name, config, overrides in method.sweep_cells(folder, [4], list(DIVERGENCES))}
+
+
+def test_a_divergence_is_an_override_of_the_method_config():
+    """Every DDGAN cell of the CPU study is ddgan.yaml with its divergence's name changed, and
+    wgan-gp's is its own recipe's keys changed, nothing else."""
+    from divergences import DEFAULT_DIVERGENCE, DIVERGENCES
+
+    study = REPO / "configs/fmnist/cpu"
+    cells, base = study_cells(study), load_config(study / "ddgan.yaml")
+    own = {"wgan-gp": ["divergence.name", "divergence.options", "divergence.r1_gamma",
+                       "divergence.r1_every", "optim.betas", "train.max_steps", "train.out_dir"]}
+    for divergence in DIVERGENCES:
+        expected = own.get(divergence, [] if divergence == DEFAULT_DIVERGENCE else ["divergence.name"])
+        assert sorted(config_differences(base, cells[f"ddgan_{divergence}_T4"])) == sorted(expected), divergence
 
 
 def test_the_cpu_study_has_every_divergence_and_baseline_on_one_backbone():
-    """configs/fmnist/cpu/: one config per divergence and per baseline, all with the same U-Net
-    (the baselines without z and tanh) and the same training images."""
-    from ddgan.methods import METHODS, method_class
-    from divergences import DIVERGENCES
+    """configs/fmnist/cpu/: every cell of the sweep, DDGAN's and the baselines', on the same
+    U-Net (the baselines without z and tanh) and the same training images."""
+    from ddgan.methods import method_class
 
-    study = REPO / "configs/fmnist/cpu"
-    names = [f"ddgan_{d.replace('-', '_')}" for d in DIVERGENCES]
-    names += [name for name, method in METHODS.items() if not method.steps_trained]
-    settings = {name: load_config(study / f"{name}.yaml") for name in names}
+    settings = study_cells(REPO / "configs/fmnist/cpu")
     z_keys = {"nz", "z_emb_dim", "n_mlp", "tanh_output"}
     backbones = {name: {k: v for k, v in vars(s.backbone).items() if k not in z_keys}
                  for name, s in settings.items()}
-    assert all(b == backbones["ddgan_js"] for b in backbones.values()), backbones
+    assert all(b == backbones["ddgan_js_T4"] for b in backbones.values()), backbones
     images = {name: s.train.max_steps * s.train.batch_size * method_class(s).batches_per_step(s)
               for name, s in settings.items()}
     assert set(images.values()) == {96_000}, images
@@ -48,7 +73,7 @@ def test_the_cpu_study_has_every_divergence_and_baseline_on_one_backbone():
 
 
 def test_dotted_overrides_are_parsed_as_yaml():
-    cfg = load_config(REPO / "configs/fmnist/ddgan_js.yaml",
+    cfg = load_config(REPO / "configs/fmnist/ddgan.yaml",
                       ["train.max_steps=200", "ddgan.denoising_steps=2", "divergence.name=tv",
                        "optim.betas=[0.0, 0.99]", "data.root=/x", "optim.lr=1e-3",
                        "divergence.options={generator_loss: saddle}"])
@@ -162,6 +187,8 @@ def test_a_config_names_its_base_and_changes_a_few_keys(tmp_path):
     (tmp_path / "lost.yaml").write_text("base: gone.yaml\n")
     with pytest.raises(ConfigError, match="gone.yaml does not exist"):
         load_config(tmp_path / "lost.yaml")
-    # The shipped RpGAN recipe is js's recipe with the divergence changed, key for key.
-    js, rpgan = (load_config(REPO / f"configs/fmnist/cpu/ddgan_{d}.yaml") for d in ("js", "rpgan"))
-    assert config_differences(js, rpgan) == ["divergence.name", "train.out_dir"]
+    # The shipped wgan-gp recipe is ddgan.yaml's, by base:, with its own keys changed.
+    js, wgan = (load_config(REPO / f"configs/fmnist/{name}.yaml") for name in ("ddgan", "ddgan_wgan_gp"))
+    assert sorted(config_differences(js, wgan)) == ["divergence.name", "divergence.options",
+                                                    "divergence.r1_every", "divergence.r1_gamma",
+                                                    "optim.betas", "train.out_dir"]

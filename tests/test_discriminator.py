@@ -20,7 +20,7 @@ AUTHORS = dict(stem_kernel=1, downsample_first=False, downsample="fir", head_act
 
 
 def paper_discriminator():
-    return build_discriminator(load_config(REPO / "configs" / "cifar10" / "ddgan_js.yaml"), (3, 32, 32))
+    return build_discriminator(load_config(REPO / "configs" / "cifar10" / "ddgan.yaml"), (3, 32, 32))
 
 
 def count(module):
@@ -81,7 +81,7 @@ def test_earlier_layout_works_one_octave_coarser():
 
 
 def test_fashion_mnist_default_halves_cleanly():
-    D = build_discriminator(load_config(REPO / "configs" / "fmnist" / "ddgan_js.yaml"), (1, 28, 28))
+    D = build_discriminator(load_config(REPO / "configs" / "fmnist" / "ddgan.yaml"), (1, 28, 28))
     x = torch.randn(2, 1, 28, 28)
     sizes = conv_input_sizes(D, x, x, torch.tensor([1, 2]))
     assert [sizes[f"{i}.conv2"] for i in range(3)] == [28, 14, 7] and sizes["out"] == 7
@@ -100,7 +100,7 @@ def test_sizes_that_do_not_halve_cleanly_are_refused():
     with pytest.raises(ValueError, match=r"image_size 28 cannot be halved 3 times.*channel_mult"):
         Discriminator(28, 1, channel_mult=(1, 2, 4))
     Discriminator(28, 1, base_channels=8, channel_mult=(1, 2, 4), downsample_first=False)
-    cfg = load_config(REPO / "configs" / "fmnist" / "ddgan_js.yaml", ["discriminator.downsample_first=true"])
+    cfg = load_config(REPO / "configs" / "fmnist" / "ddgan.yaml", ["discriminator.downsample_first=true"])
     with pytest.raises(ValueError, match="image_size 28"):
         build_discriminator(cfg, (1, 28, 28))
 

@@ -34,7 +34,7 @@ def fake_data(tmp_path_factory):
 def tiny_run(fake_data, tmp_path_factory):
     root, _ = fake_data
     out = tmp_path_factory.mktemp("runs") / "js_T2"
-    cfg = load_shared_config(REPO / "configs/fmnist/ddgan_js.yaml",
+    cfg = load_shared_config(REPO / "configs/fmnist/ddgan.yaml",
                              TINY + ["train.max_steps=2", "ddgan.denoising_steps=2", f"data.root={root}",
                                      f"train.out_dir={out}"])
     return train(cfg)
@@ -117,7 +117,7 @@ def test_periodic_evaluation_leaves_the_training_unchanged(fake_data, tmp_path):
     root, featnet = fake_data
     weights = {}
     for every in (0, 8):
-        cfg = load_shared_config(REPO / "configs/fmnist/ddgan_js.yaml", TINY + [
+        cfg = load_shared_config(REPO / "configs/fmnist/ddgan.yaml", TINY + [
             "train.max_steps=3", "ddgan.denoising_steps=2", f"data.root={root}",
             f"train.out_dir={tmp_path / str(every)}", "data.on_device=false",
             f"eval.every_images={every}", f"eval.extractor=featnet:{featnet}", "eval.num_samples=8"])

@@ -1,6 +1,9 @@
-"""The method registry: a method defined here, in the test file, and registered, goes through
-every command (train, sample, eval, plot, bench and the 2-D benchmark) without any other
-module knowing its name."""
+"""The registries: a method and a divergence defined here, in the test file, and registered, go
+through every command (train, sample, eval, plot, bench, the sweep and the 2-D benchmark)
+without any other module knowing their names."""
+import importlib.util
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -18,6 +21,7 @@ from ddgan.methods.denoising import DenoisingMethod
 from ddgan.plot import plot_results
 from ddgan.toy import run_toy
 from ddgan.train import train
+from divergences import DIVERGENCES, FDivergence
 
 from .conftest import REPO, write_fake_fmnist
 
@@ -65,6 +69,17 @@ class Restart(DenoisingMethod):
                 x = (1 - s_next) * x0 + s_next * noise
             return x
         return Sampler(name, steps, steps, sample)
+
+
+class Pearson(FDivergence):
+    """Pearson chi^2: f(u) = (u - 1)^2, so g_f(v) = v and f*(t) = t^2 / 4 + t."""
+    name = "pearson"
+
+    def activation(self, v):
+        return v
+
+    def conjugate_of_activation(self, v):
+        return v * v / 4 + v
 
 SMALL = ["backbone.base_channels=8", "backbone.channel_mult=[1, 2]", "backbone.num_res_blocks=1",
          "backbone.attn_resolutions=[]", "backbone.nz=0", "backbone.tanh_output=false",
@@ -115,6 +130,43 @@ def test_a_method_defined_here_runs_every_command(registered, tmp_path):
 
     toy = run_toy(method="restart", steps=3, iters=20, sampler="implied")
     assert toy["method"] == "restart" and toy["sampler"] == "implied" and toy["nfe"] == 3
+
+
+def test_a_method_and_a_divergence_defined_here_run_through_the_sweep_and_the_toy(
+        registered, monkeypatch, tmp_path):
+    monkeypatch.setitem(DIVERGENCES, Pearson.name, Pearson)
+    root = write_fake_fmnist(tmp_path / "data")
+    featnet = tmp_path / "featnet.pt"
+    train_featnet(featnet, "fmnist", str(root), epochs=1, batch_size=32, device="cpu")
+    configs = tmp_path / "configs"  # one config per method, the divergence chosen by the sweep
+    configs.mkdir()
+    (configs / "ddgan.yaml").write_text((REPO / "configs/tiny.yaml").read_text())
+    small = dict(item.split("=", 1) for item in SMALL if item.startswith("backbone."))
+    (configs / "restart.yaml").write_text(yaml.safe_dump({
+        "method": "restart", "data": {"name": "fmnist"}, "restart": {"levels": 4},
+        "backbone": {key.split(".")[1]: yaml.safe_load(value) for key, value in small.items()}}))
+    spec = importlib.util.spec_from_file_location("sweep", REPO / "scripts" / "sweep.py")
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    out = tmp_path / "sweep"
+    sweep.main(["--out", str(out), "--config-dir", str(configs), "--featnet", str(featnet),
+                "--divergences", Pearson.name, "--steps", "1", "--baselines", Restart.name,
+                "--baseline-steps", "2", "--max-steps", "4", "--num-samples", "40", "--metrics", "fid",
+                "--no-floor", "--executor", "debug", "--jobs", "1",
+                "--set", "train.batch_size=8", "train.log_every=2", f"data.root={root}"])
+
+    cells = out / "results" / "cells"
+    pearson = json.loads((cells / f"ddgan_{Pearson.name}_T1.json").read_text())
+    restart = json.loads((cells / f"{Restart.name}.json").read_text())
+    assert [(r["divergence"], r["steps"]) for r in pearson] == [(Pearson.name, 1)]
+    assert [(r["method"], r["sampler"], r["steps"]) for r in restart] == [
+        (Restart.name, "restart", 2), (Restart.name, "implied", 2)]
+    assert all(r["fd"] >= 0 for r in pearson + restart)
+    table = (out / "results" / "figures" / "results.md").read_text()
+    assert f"| ddgan | {Pearson.name} |" in table and f"| {Restart.name} | implied |" in table
+
+    toy = run_toy(divergence=Pearson.name, steps=1, iters=20)
+    assert toy["divergence"] == Pearson.name and 0 <= toy["modes_covered"] <= 25
 
 
 def test_names_outside_the_registry_are_refused(registered):

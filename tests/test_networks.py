@@ -89,7 +89,7 @@ def test_image_size_not_divisible_is_a_clear_error():
 
 
 def test_paper_cifar10_architecture_is_expressible():
-    cfg = load_config(REPO / "configs" / "cifar10" / "ddgan_js.yaml")
+    cfg = load_config(REPO / "configs" / "cifar10" / "ddgan.yaml")
     with torch.device("meta"):
         G = build_generator(cfg, (3, 32, 32))
         D = build_discriminator(cfg, (3, 32, 32))
@@ -120,7 +120,7 @@ AUTHORS_CIFAR10_GENERATOR_PARAMS = 48_432_515
 
 
 def test_paper_cifar10_generator_has_the_authors_parameter_count():
-    cfg = load_config(REPO / "configs" / "cifar10" / "ddgan_js.yaml")
+    cfg = load_config(REPO / "configs" / "cifar10" / "ddgan.yaml")
     with torch.device("meta"):
         G = build_unet(cfg, (3, 32, 32))
     count = sum(p.numel() for p in G.parameters())
@@ -211,6 +211,6 @@ def test_plain_output_norm_has_no_style():
 def test_bad_option_value_is_refused_naming_key_and_choices(key, value):
     with pytest.raises(ValueError, match=rf"{key} must be one of .*'"):
         small_unet(3, 32, **{key: value})
-    cfg = load_config(REPO / "configs" / "cifar10" / "ddgan_js.yaml", [f"backbone.{key}={value}"])
+    cfg = load_config(REPO / "configs" / "cifar10" / "ddgan.yaml", [f"backbone.{key}={value}"])
     with pytest.raises(ValueError, match=key):
         build_unet(cfg, (3, 32, 32))

@@ -33,7 +33,7 @@ def test_null_switches_are_on_with_a_gpu_and_off_elsewhere():
 
 
 def test_plain_mode_turns_every_switch_off_on_a_gpu():
-    cfg = load_config(REPO / "configs/fmnist/ddgan_js.yaml", PLAIN_OVERRIDES)
+    cfg = load_config(REPO / "configs/fmnist/ddgan.yaml", PLAIN_OVERRIDES)
     assert not any(resolve(vars(cfg.speed), "cuda")[name] for name in SWITCHES)
 
 
@@ -61,13 +61,13 @@ def _losses(config, overrides, steps=4, device="cpu"):
 
 
 @pytest.mark.parametrize("config, extra, steps", [
-    ("configs/fmnist/ddgan_js.yaml", ["divergence.r1_every=2"], 4),  # eager R1 passes and compiled ones
+    ("configs/fmnist/ddgan.yaml", ["divergence.r1_every=2"], 4),  # eager R1 passes and compiled ones
     # This tiny WGAN critic in the default layout is chaotic: in plain mode alone, a 1e-7
     # relative change of its initial weights moves d_real by 6e-5 in 3 steps and 1e-3 in 4,
     # so rounding cannot be told from a bug past 2 steps there. The earlier layout keeps such
     # a change at 1e-6 for 4 steps.
-    ("configs/fmnist/ddgan_js.yaml", ["divergence.name=wgan-gp", "divergence.r1_gamma=0"], 2),
-    ("configs/fmnist/ddgan_js.yaml", ["divergence.name=wgan-gp", "divergence.r1_gamma=0",
+    ("configs/fmnist/ddgan.yaml", ["divergence.name=wgan-gp", "divergence.r1_gamma=0"], 2),
+    ("configs/fmnist/ddgan.yaml", ["divergence.name=wgan-gp", "divergence.r1_gamma=0",
                                       "discriminator.stem_kernel=3", "discriminator.downsample_first=true",
                                       "discriminator.downsample=avgpool", "discriminator.head_activation=true",
                                       "discriminator.near_zero_init=false"], 4),
@@ -91,7 +91,7 @@ def test_fast_mode_trains_like_the_plain_mode(config, extra, steps):
 
 @pytest.mark.parametrize("saved, resumed", [(FAST_ON_CPU, PLAIN_OVERRIDES), (PLAIN_OVERRIDES, FAST_ON_CPU)])
 def test_a_run_resumes_in_the_other_mode(saved, resumed):
-    config = "configs/fmnist/ddgan_js.yaml"
+    config = "configs/fmnist/ddgan.yaml"
     straight, _ = _losses(config, saved, steps=4)
     _, first_half = _losses(config, saved, steps=2)
     rng, state = torch.get_rng_state(), first_half.state_dict()
@@ -166,7 +166,7 @@ def test_auto_mixed_precision_is_bf16_exactly_where_it_is_native(monkeypatch, de
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (scripts/gpu_check.sh runs it)")
 def test_fast_mode_trains_like_the_plain_mode_on_cuda():
     """On a GPU the fast mode is the default (null switches); TF32 makes it agree to TF32 precision."""
-    config, extra = "configs/fmnist/ddgan_js.yaml", ["divergence.r1_every=2"]
+    config, extra = "configs/fmnist/ddgan.yaml", ["divergence.r1_every=2"]
     plain, _ = _losses(config, extra + PLAIN_OVERRIDES, device="cuda")
     fast, fast_method = _losses(config, extra, device="cuda")
     assert all(fast_method.speed[name] for name in SWITCHES)

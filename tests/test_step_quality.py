@@ -40,7 +40,7 @@ def test_a_generator_that_ignores_its_input_loses_from_the_first_step():
 
 def test_script_scores_each_start_of_a_tiny_run(fake_data, tmp_path):
     root, featnet = fake_data
-    run = train(load_shared_config(REPO / "configs/fmnist/ddgan_js.yaml", TINY + [
+    run = train(load_shared_config(REPO / "configs/fmnist/ddgan.yaml", TINY + [
         "train.max_steps=2", "ddgan.denoising_steps=3", f"data.root={root}", f"train.out_dir={tmp_path / 'run'}"]))
     out = tmp_path / "sq.json"
     result = subprocess.run([sys.executable, str(SCRIPT), str(run), "--extractor", f"featnet:{featnet}",

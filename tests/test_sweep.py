@@ -86,7 +86,7 @@ def test_sweep_skips_finished_cells_resumes_interrupted_ones_and_survives_a_fail
     root, featnet = fake_data
     configs = tmp_path / "configs"
     configs.mkdir()
-    (configs / "ddgan_js.yaml").write_text((REPO / "configs/fmnist/ddgan_js.yaml").read_text())
+    (configs / "ddgan.yaml").write_text((REPO / "configs/fmnist/ddgan.yaml").read_text())
     (configs / "ddpm.yaml").write_text("method: ddpm\ndata:\n  name: fmnist\nddpm:\n  no_such_key: 1\n")
     out = tmp_path / "sweep"
     common = ["--config-dir", str(configs), "--divergences", "js", "--max-steps", "4", "--jobs", "2",
@@ -98,7 +98,7 @@ def test_sweep_skips_finished_cells_resumes_interrupted_ones_and_survives_a_fail
     assert "1 cell(s): 0 finished, 1 to run" in first.stdout
 
     # A cell interrupted at step 2 of 4, as a lost machine would leave it.
-    interrupted = load_shared_config(configs / "ddgan_js.yaml", TINY + [
+    interrupted = load_shared_config(configs / "ddgan.yaml", TINY + [
         f"data.root={root}", "ddgan.denoising_steps=2", "train.max_steps=4", "train.seed=0",
         f"train.out_dir={out / 'ddgan_js_T2'}", f"eval.extractor=featnet:{featnet}"])
     train(interrupted, stop_at=2)

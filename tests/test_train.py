@@ -300,7 +300,7 @@ def test_lazy_r1_applies_every_kth_step_with_the_same_average_weight():
 def test_paper_config_applies_the_authors_r1_strength():
     """DDGAN's code (--r1_gamma 0.02 --lazy_reg 15) adds gamma / 2 = 0.01 on every 15th D step,
     not 15 times that (StyleGAN2's rule, which the other configs use)."""
-    d = load_config(REPO / "configs/cifar10/ddgan_js.yaml").divergence
+    d = load_config(REPO / "configs/cifar10/ddgan.yaml").divergence
     weights = [lazy_r1_weight(d.r1_gamma, d.r1_every, step, d.r1_lazy_rule) for step in range(45)]
     assert {step: w for step, w in enumerate(weights) if w} == {
         0: pytest.approx(0.01), 15: pytest.approx(0.01), 30: pytest.approx(0.01)}

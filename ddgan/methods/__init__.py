@@ -15,6 +15,7 @@ from .edm import EDM
 from .flow import Flow
 
 METHODS = {cls.name: cls for cls in (DDGAN, DDPM, EDM, Flow)}
+DEFAULT_METHOD = DDGAN.name  # a config's, unless it sets `method`
 
 
 def composed(table, attribute):
@@ -28,7 +29,7 @@ def composed(table, attribute):
 
 def defaults():
     """A fresh copy of every default: the shared sections and the registered methods' own."""
-    return copy.deepcopy(composed(DEFAULTS, "sections"))
+    return copy.deepcopy({"method": DEFAULT_METHOD, **composed(DEFAULTS, "sections")})
 
 
 def get_method(name, what="method"):

@@ -7,6 +7,7 @@ benchmark's model: ddgan.py, denoising.py); the defaults below suit a method sam
 any step count. Every question takes the run's Settings (ddgan.settings), not a dict.
 """
 import dataclasses
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -80,6 +81,12 @@ class Method:
     def batches_per_step(cls, settings):
         """Training batches one step consumes (a DDGAN's n_critic D steps each take a fresh one)."""
         return 1
+
+    @classmethod
+    def sweep_cells(cls, config_dir, steps, divergences):
+        """The sweep's training runs of this method, [(cell name, config file, overrides)]: one
+        run, CONFIG_DIR/<name>.yaml, sampled afterwards at every step count."""
+        return [(cls.name, Path(config_dir) / f"{cls.name}.yaml", ())]
 
     @classmethod
     def settings_for_steps(cls, settings, steps):

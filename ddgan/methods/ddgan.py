@@ -4,10 +4,11 @@ The two step functions work on any G(x_t, z, t) and D(x_{t-1}, x_t, t), image or
 2-D; the DDGAN class binds them to the networks, optimisers and EMA of a run.
 """
 import math
+from pathlib import Path
 
 import torch
 
-from divergences import get_divergence
+from divergences import DEFAULT_DIVERGENCE, get_divergence
 from divergences.regularizers import LAZY_R1_RULES, input_penalties
 
 from ..checks import check_count
@@ -44,7 +45,7 @@ SECTIONS = {
         "floor_odd_sizes": False,  # true: halve 7 to 3 as runs saved before this key did
     },
     "divergence": {
-        "name": "js",            # a name in divergences.DIVERGENCES
+        "name": DEFAULT_DIVERGENCE,  # a name in divergences.DIVERGENCES
         "options": {},           # passed to divergences.get_divergence (generator_loss, n_critic, gp_weight)
         "r1_gamma": 0.02,        # R1 weight gamma; the penalty is gamma / 2 * E||grad||^2 on real x_{t-1}
         "r2_gamma": None,        # R2, the same on fake x_{t-1}; null: r1_gamma for rpgan, else off
@@ -310,6 +311,20 @@ class DDGAN(Method):
     @classmethod
     def labels(cls, settings):
         return {"divergence": settings.divergence.name}
+
+    @classmethod
+    def sweep_cells(cls, config_dir, steps, divergences):
+        """One run per divergence and T: CONFIG_DIR/ddgan.yaml with the divergence chosen by
+        override, or CONFIG_DIR/ddgan_<divergence>.yaml where the divergence has a recipe of its
+        own there (wgan-gp's critic steps and optimiser)."""
+        cells = []
+        for divergence in divergences:
+            own = Path(config_dir) / f"{cls.name}_{divergence.replace('-', '_')}.yaml"
+            config, choice = ((own, ()) if own.is_file() else
+                              (Path(config_dir) / f"{cls.name}.yaml", (f"divergence.name={divergence}",)))
+            cells += [(f"{cls.name}_{divergence}_T{t}", config, (*choice, f"ddgan.denoising_steps={t}"))
+                      for t in steps]
+        return cells
 
     @classmethod
     def settings_for_steps(cls, settings, steps):
