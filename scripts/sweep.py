@@ -197,26 +197,26 @@ def cell_file(results, name):
     return Path(results) / "cells" / f"{name}.json"
 
 
-def damage(path):
-    """What is wrong with the cell file at path, naming its line; None where it holds rows."""
+def read_cell(path):
+    """(rows, None) from the cell file at path; (None, what is wrong with it, naming its line)
+    where it is damaged; (None, None) where there is none."""
+    if not Path(path).is_file():
+        return None, None
     try:
         rows = json.loads(Path(path).read_text())
     except json.JSONDecodeError as error:
-        return f"line {error.lineno}, column {error.colno}: {error.msg}"
+        return None, f"line {error.lineno}, column {error.colno}: {error.msg}"
     except UnicodeDecodeError as error:
-        return f"not text ({error.reason})"
+        return None, f"not text ({error.reason})"
     if not (isinstance(rows, list) and rows and all(isinstance(row, dict) and "fd" in row for row in rows)):
-        return "line 1: not a list of result rows"
-    return None
+        return None, "line 1: not a list of result rows"
+    return rows, None
 
 
 def cell_rows(results, name):
     """The cell's rows at RESULTS; None where it has none yet, or where its file is damaged
     (then the cell is evaluated again from its run, and the file replaced)."""
-    path = cell_file(results, name)
-    if not path.is_file() or damage(path):
-        return None
-    return json.loads(path.read_text())
+    return read_cell(cell_file(results, name))[0]
 
 
 def plan_cells(args):
@@ -320,7 +320,7 @@ def merge(results):
     """sweep.csv from the rows of every finished cell in one results folder, this command's or
     an earlier one's (say the seed cells), in the order of the cells' names; returns the rows."""
     paths = sorted((Path(results) / "cells").glob("*.json"))
-    rows = [row for path in paths if not damage(path) for row in json.loads(path.read_text())]
+    rows = [row for path in paths for row in read_cell(path)[0] or []]
     if rows:
         write_csv(Path(results) / "sweep.csv", RESULT_COLUMNS, rows)
     return rows
@@ -542,10 +542,9 @@ def refusal(cell, retrain):
     finished = finished_stages(cell)
     todo = [stage for stage in cell.stages if stage not in finished]
     steps = trained_steps(cell.run_dir) if todo else None
-    damaged = [cell_file(stage.results, cell.name) for stage in todo
-               if cell_file(stage.results, cell.name).is_file()]
+    damaged = [path for path in (cell_file(stage.results, cell.name) for stage in todo) if read_cell(path)[1]]
     if steps is None and damaged and not retrain:
-        return (f"{cell.name}: {damaged[0]} is damaged ({damage(damaged[0])}) and its run "
+        return (f"{cell.name}: {damaged[0]} is damaged ({read_cell(damaged[0])[1]}) and its run "
                 f"{cell.run_dir} is gone, so nothing can evaluate it again; restore the file "
                 f"(say from git), or pass --retrain to train the cell again from scratch")
     if steps is None:
@@ -598,8 +597,9 @@ def run_sweep(args, cells):
     for cell in todo:
         for stage in cell.stages:
             path = cell_file(stage.results, cell.name)
-            if path.is_file() and damage(path):
-                print(f"{path}: damaged ({damage(path)}); the cell is evaluated again from its run",
+            problem = read_cell(path)[1]
+            if problem:
+                print(f"{path}: damaged ({problem}); the cell is evaluated again from its run",
                       flush=True)
     refused = [line for line in (refusal(cell, args.retrain) for cell in todo) if line]
     if refused:
