@@ -75,10 +75,13 @@ def test_sweep_runs_cells_in_parallel_then_merges_eval_and_plot(fake_data, tmp_p
     for run, calls in [("ddgan_js_T1", 1), ("ddpm", 2), ("edm", 3)]:
         assert {int(p["nfe"]) for p in csv.DictReader(open(out / run / "eval.csv"))} == {calls}, run
 
-    # Two at once: some cell started (its config.yaml) before another one had finished (its rows).
-    spans = sorted(((out / cell).joinpath("config.yaml").stat().st_mtime,
-                    (kept / "cells" / f"{cell}.json").stat().st_mtime)
-                   for cell in {r["run"].rsplit("/", 1)[-1] for r in rows})
+    # Two at once: some job was handed to the executor before another had ended. submitit writes
+    # <id>_submitted.pkl as it starts a job's process and the worker <id>_0_result.pkl as it ends;
+    # a cell's own files are no clock (its config.yaml comes late in a tiny cell's life).
+    jobs = out / "submitit"
+    spans = sorted((p.stat().st_mtime, jobs.joinpath(p.name.replace("_submitted", "_0_result")).stat().st_mtime)
+                   for p in jobs.glob("*_submitted.pkl"))
+    assert len(spans) == 1 + len({r["run"] for r in rows})  # the floor's job and each cell's
     assert any(later_start < end for (_, end), (later_start, _) in zip(spans, spans[1:]))
 
 
