@@ -8,9 +8,7 @@ network and its hash, the sample count, the seed, the NFE and the sampling
 throughput measured while generating. The same functions serve the periodic
 evaluation during training (train.py), which appends to the run's eval.csv.
 """
-import csv
 import hashlib
-import io
 import json
 import os
 import time
@@ -22,7 +20,8 @@ from torchvision.utils import save_image
 from . import checkpoint
 from .data import data_label, load_dataset, load_images
 from .device import resolve_device
-from .files import append_text, atomic_write, check_writable
+from .csvfiles import LABEL_COLUMNS, METRIC_COLUMNS, RESULT_COLUMNS, append_csv, read_csv_rows
+from .files import atomic_write, check_writable
 from .generate import ema_network, sample_images
 from .methods import METHODS, get_method
 from .metrics import (check_metrics, check_sample_count, compute_metrics, equal_size_subset, quantise,
@@ -30,14 +29,6 @@ from .metrics import (check_metrics, check_sample_count, compute_metrics, equal_
 from .settings import updated
 from .speed import sampling_network
 
-RESULT_COLUMNS = ["run", "method", "divergence", "sampler", "steps", "nfe", "metric_name", "fd",
-                  "kid", "kid_std", "precision", "recall", "n_samples", "extractor",
-                  "extractor_hash", "data", "seed", "train_seed", "img_per_s", "ckpt_step", "images_seen",
-                  "train_seconds", "train_cpu_seconds", "train_device", "wall_seconds", "grid", "eval_csv"]
-METRIC_COLUMNS = ["fd", "kid", "kid_std", "precision", "recall"]
-PERIODIC_COLUMNS = ["step", "images_seen", "train_seconds", "train_cpu_seconds", "metric_name", "fd", "n_samples", "nfe",
-                    "extractor", "extractor_hash"]
-LABEL_COLUMNS = ["divergence"]  # what a method's labels() may record beside its sampler
 GRID_SIZE = 64
 
 
@@ -216,54 +207,6 @@ def evaluate_real_data(data, extractor_spec, num_samples=(10_000,), metrics=("fi
                      "wall_seconds": round(time.perf_counter() - started, 1),
                      "grid": "" if grid is None else str(grid)})
     return rows
-
-
-def read_csv_rows(path):
-    """(header, [(line number, row dict)]) of a CSV written by append_csv, refusing a row whose
-    cell count is not the header's (a damaged row, e.g. from an interrupted write)."""
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, [])
-        rows = []
-        for cells in reader:
-            if not cells:
-                continue
-            if len(cells) != len(header):
-                raise ValueError(f"{path} line {reader.line_num}: {len(cells)} cells where the header "
-                                 f"has {len(header)} (a damaged row, e.g. from an interrupted "
-                                 f"write); delete or repair that line")
-            rows.append((reader.line_num, dict(zip(header, cells))))
-    return header, rows
-
-
-def _csv_text(columns, rows, header):
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
-    if header:
-        writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if row.get(k) is None else row[k] for k in columns})
-    return buffer.getvalue()
-
-
-def write_csv(path, columns, rows):
-    """Write rows (dicts) as a new CSV at path, atomically (a reader sees the old file or the new)."""
-    text = _csv_text(columns, rows, header=True)
-    atomic_write(Path(path), lambda f: f.write(text.encode()))
-
-
-def append_csv(path, columns, rows):
-    """Append rows (dicts) to a CSV with one write (ddgan.files.append_text), writing the
-    header when the file is new. Only the header is read: a damaged row is the readers' to
-    refuse, not a reason to lose the rows being appended."""
-    path = Path(path)
-    if not path.exists() or not path.stat().st_size:
-        return append_text(path, _csv_text(columns, rows, header=True))
-    with open(path, newline="") as f:
-        old_columns = next(csv.reader(f), [])
-    if old_columns != columns:  # written by an older version: rewrite it under the new header
-        write_csv(path, columns, [row for _, row in read_csv_rows(path)[1]])
-    append_text(path, _csv_text(columns, rows, header=False))
 
 
 def check_results_target(out_json):

@@ -30,40 +30,14 @@ import json
 import statistics
 from pathlib import Path
 
-from .evaluate import REAL_DATA, read_csv_rows
-from .evaluate import RESULT_COLUMNS as COLUMNS
+from .csvfiles import read_csv
+from .evaluate import REAL_DATA
 from .files import check_writable
 from .methods import METHODS
 
 REQUIRED = {"run", "method", "sampler", "steps", "nfe", "metric_name", "fd"}
-INTEGERS = {"step", "steps", "nfe", "n_samples", "seed", "train_seed", "ckpt_step", "images_seen"}
-FLOATS = {"fd", "kid", "kid_std", "precision", "recall", "img_per_s", "train_seconds", "train_cpu_seconds",
-          "wall_seconds"}
 DECIMALS = {"fd": 2, "kid": 4, "kid_std": 4, "precision": 3, "recall": 3, "img_per_s": 1}
 NO_EVAL_CSV = "no periodic evaluation found (set eval.every_images in the config)"
-
-
-def parse_row(raw, where="row"):
-    """A CSV row with its numbers parsed; empty cells (not computed) become None."""
-    row = {}
-    for column in dict.fromkeys([*COLUMNS, *raw]):
-        text = (raw.get(column) or "").strip()
-        try:
-            if column in INTEGERS:
-                row[column] = int(text) if text else None
-            elif column in FLOATS:
-                row[column] = float(text) if text else None
-            else:
-                row[column] = text
-        except ValueError:
-            raise ValueError(f"{where}: {column} holds {text!r}, not a number (a damaged row?); "
-                             f"delete or repair that line") from None
-    return row
-
-
-def read_csv(path):
-    header, rows = read_csv_rows(path)
-    return header, [parse_row(raw, f"{path} line {line}") for line, raw in rows]
 
 
 def read_results(csv_paths):

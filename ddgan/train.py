@@ -29,8 +29,8 @@ from . import checkpoint
 from .config import dump_config, load_saved_config
 from .data import DataError, ImageBatches, load_images, uses_flip
 from .device import describe
-from .evaluate import (PERIODIC_COLUMNS, append_csv, check_extractor_data, periodic_fd,
-                       preview_sampler, read_csv_rows, reference_name)
+from .csvfiles import PERIODIC_COLUMNS, append_csv, read_csv_rows
+from .evaluate import check_extractor_data, periodic_fd, preview_sampler, reference_name
 from .files import check_free_space, check_writable, remove_partial
 from .generate import sample_images
 from .interrupt import StopRequests, TrainingInterrupted
@@ -270,20 +270,47 @@ def train(settings, resume=False, stop_at=None, resume_from=None):
 
     accelerator = Accelerator(mixed_precision=resolve_mixed_precision(
         settings.train.mixed_precision, launch_device()))
-    main = accelerator.is_main_process
     set_seed(settings.train.seed, device_specific=True)
-    if settings.data.on_device:
+    if data.on_device:
         images = images.to(accelerator.device)
     batches = ImageBatches(images, settings.train.batch_size, settings.train.seed,
                            rank=accelerator.process_index, random_flip=uses_flip(data.name, data.random_flip))
     method = method_cls(settings, images.shape[1:], accelerator)
     set_backend_flags(method.speed)  # process-wide; before the first step
-    lock = RunLock(run.dir)
+    training = Training(settings, run, method, batches, images, accelerator, extractor)
+    with ExitStack() as cleanup:
+        stop = cleanup.enter_context(StopRequests())
+        lock = RunLock(run.dir)
+        cleanup.callback(lock.release)
+        state, record = _on_every_process(
+            accelerator, lambda: training.open_run(lock, resume, source, resume_from, stop_at))
+        cleanup.callback(training.close)
+        training.start(state, record)
+        max_steps = settings.train.max_steps if stop_at is None else min(stop_at, settings.train.max_steps)
+        training.loop(max_steps, stop)
+    return run.dir
 
-    def open_run():
+
+class Training:
+    """One training of a method in a run folder: what it carries from step to step (the step,
+    the training seconds, the last good checkpoint) and what it does around the steps (open
+    the run, log, draw a grid, evaluate, save). train() builds it; loop() runs it."""
+
+    def __init__(self, settings, run, method, batches, images, accelerator, extractor):
+        self.settings, self.run, self.method, self.batches = settings, run, method, batches
+        self.images, self.accelerator, self.extractor = images, accelerator, extractor
+        self.main = accelerator.is_main_process
+        self.images_per_step = (settings.train.batch_size * type(method).batches_per_step(settings)
+                                * accelerator.num_processes)
+        self.step, self.train_seconds, self.cpu_seconds = 0, 0.0, 0.0
+        self.nonfinite = torch.zeros((), dtype=torch.bool, device=accelerator.device)
+        self.writer = None
+
+    def open_run(self, lock, resume, source, resume_from, stop_at):
         """Under the run's lock (taken by the main process): the checks of the folder and of
         the checkpoint; returns (the state to resume from or None, the config to record)."""
-        if main:
+        run, settings = self.run, self.settings
+        if self.main:
             lock.acquire()
             removed = [name for folder in (run.dir, run.checkpoints) if folder.is_dir()
                        for name in remove_partial(folder)]
@@ -293,152 +320,165 @@ def train(settings, resume=False, stop_at=None, resume_from=None):
         if resume:
             state = _load_source(run, source, resume_from)
             record = _check_resume(settings, run, state, source, resume_from,
-                                   unused_sections(method_cls))
-            _check_same_data(state, images, settings.data)
+                                   unused_sections(type(self.method)))
+            _check_same_data(state, self.images, settings.data)
             if stop_at is not None and stop_at <= state["step"]:
                 raise ValueError(f"--stop-at {stop_at}: the run is already at step {state['step']}; "
                                  f"give a later step")
-            if len(state["rng"]) != accelerator.num_processes:
+            if len(state["rng"]) != self.accelerator.num_processes:
                 raise ValueError(f"--resume: the run was saved by {len(state['rng'])} process(es), "
-                                 f"this launch has {accelerator.num_processes}; an exact resume "
+                                 f"this launch has {self.accelerator.num_processes}; an exact resume "
                                  f"needs the same number")
         elif run.holds_a_run():
             raise FileExistsError(f"{run.dir} already holds a run; pass --resume to continue it "
                                   f"or set train.out_dir to a new folder")
-        if main:
+        if self.main:
             # A save writes last.pt beside the previous one (and, when keeping, step_N.pt too).
             keeping = settings.train.keep_every > 0
-            check_free_space(run.dir, (1 + keeping) * _checkpoint_bytes(method, source if resume else None),
+            check_free_space(run.dir, (1 + keeping) * _checkpoint_bytes(self.method, source if resume else None),
                              "a save of this run (last.pt, written beside the previous one"
                              + (", and a kept step_N.pt)" if keeping else ")"))
             for folder in (run.checkpoints, run.samples):
                 check_writable(folder, "train.out_dir")
-            if extractor and (run.dir / "eval.csv").is_file():
+            if self.extractor and (run.dir / "eval.csv").is_file():
                 read_csv_rows(run.dir / "eval.csv")  # a damaged row would stop the first evaluation
         return state, record
 
-    with ExitStack() as cleanup:
-        stop = cleanup.enter_context(StopRequests())
-        cleanup.callback(lock.release)
-        state, record = _on_every_process(accelerator, open_run)
-        start, train_seconds, cpu_seconds = 0, 0.0, 0.0
+    def start(self, state, record):
+        """Restore the resumed state (None for a new run), record the config, open the logs and
+        fix what every grid and evaluation reuses."""
+        settings, run, accelerator = self.settings, self.run, self.accelerator
+        resume = state is not None
         if resume:
-            method.load_state_dict(state["method"])
-            batches.load_state_dict(state["data"])
+            self.method.load_state_dict(state["method"])
+            self.batches.load_state_dict(state["data"])
             checkpoint.set_rng_state(state["rng"][accelerator.process_index])
-            start, train_seconds = state["step"], state.get("train_seconds", 0.0)
-            cpu_seconds = state.get("train_cpu_seconds", 0.0)
-        trained_on = training_device(accelerator,
-                                     state.get("train_device", "unrecorded") if resume else None)
-        if main and (not resume or not run.config.exists()
-                     or Path(record.train.out_dir).resolve() != run.dir.resolve()):
+            self.step, self.train_seconds = state["step"], state.get("train_seconds", 0.0)
+            self.cpu_seconds = state.get("train_cpu_seconds", 0.0)
+        self.last_good = self.step
+        self.trained_on = training_device(accelerator,
+                                          state.get("train_device", "unrecorded") if resume else None)
+        if self.main and (not resume or not run.config.exists()
+                          or Path(record.train.out_dir).resolve() != run.dir.resolve()):
             # A new run, or one moved or copied since: config.yaml names where it is now.
             dump_config(updated(record, {"train": {"out_dir": settings.train.out_dir}}), run.config)
-        if main:
+        if self.main:
             print(f"{'resuming' if resume else 'training'} {settings.method} in {run.dir} at step "
-                  f"{start} of {settings.train.max_steps}", flush=True)
+                  f"{self.step} of {settings.train.max_steps}", flush=True)
+            self.writer = SummaryWriter(run.tensorboard)
+        self.preview = preview_sampler(type(self.method), settings, accelerator.device)  # grids' and evaluation's
+        self.reference = self.images.cpu() if self.extractor and self.main else None
+        self.diagnostic_batch = self.batches.fixed(min(DIAGNOSTIC_IMAGES, len(self.images))).to(accelerator.device)
+        self.reference_cache_name = reference_name(self.reference) if self.reference is not None else None
 
-        def save(step):
-            method_state = method.state_dict()
-            if not _all_finite(method_state):
-                raise NonFiniteLossError(f"non-finite weights at step {step}; training stopped and "
-                                         f"{run.last} (step {last_good}) was kept")
-            state = {"step": step, "config": to_dict(settings), "image_shape": tuple(images.shape[1:]),
-                     "num_images": len(images),
-                     "images_seen": step * images_per_step, "train_seconds": train_seconds,
-                     "train_cpu_seconds": cpu_seconds, "train_device": trained_on,
-                     "speed": {**method.speed, "mixed_precision": accelerator.mixed_precision},  # as resolved here
-                     "method": method_state, "data": batches.state_dict(),
-                     "rng": gather_object([checkpoint.rng_state()])}
-            if main:
-                keep = settings.train.keep_every and step % settings.train.keep_every == 0
-                checkpoint.save_run_checkpoint(
-                    state, run.last, run.checkpoints / checkpoint.kept_name(step) if keep else None)
+    def close(self):
+        if self.writer is not None:
+            self.writer.close()
 
-        writer = SummaryWriter(run.tensorboard) if main else None
-        if writer is not None:
-            cleanup.callback(writer.close)
-        max_steps = settings.train.max_steps if stop_at is None else min(stop_at, settings.train.max_steps)
-        images_per_step = settings.train.batch_size * method_cls.batches_per_step(settings) * accelerator.num_processes
-        nonfinite = torch.zeros((), dtype=torch.bool, device=accelerator.device)
-        last_good = start
-        clock, clock_step = time.perf_counter(), start
-
-        def check_finite(step, stats):
-            # Every process must agree, or one would stop while the others wait for it.
-            if accelerator.reduce(nonfinite.float(), reduction="sum").item() > 0:
-                values = ", ".join(f"{k}={v.item():.4g}" for k, v in stats.items())
-                kept = (f"The last good checkpoint is {run.last} (step {last_good})" if run.last.exists()
-                        else "No checkpoint was written before it")
-                raise NonFiniteLossError(
-                    f"non-finite loss by step {step} ({values}); training stopped. {kept}. Try lower "
-                    f"learning rates, a larger divergence.r1_gamma, or train.mixed_precision='\"no\"'.")
-
-        progress = tqdm(range(start, max_steps), initial=start, total=settings.train.max_steps,
-                        disable=not main, desc=f"{settings.method} {run.dir.name}", unit="step")
-        preview = preview_sampler(method_cls, settings, accelerator.device)  # the grids' and the periodic evaluation's
-        reference = images.cpu() if extractor and main else None
-        diagnostic_batch = batches.fixed(min(DIAGNOSTIC_IMAGES, len(images))).to(accelerator.device)
-        reference_cache_name = reference_name(reference) if reference is not None else None
-
-        def evaluate_now(done):  # each time the images seen cross a multiple of eval.every_images
-            every = settings.eval.every_images
-            return done * images_per_step // every > (done - 1) * images_per_step // every
-
+    def loop(self, max_steps, stop):
+        """Train from the current step to max_steps; a stop request saves and raises
+        TrainingInterrupted."""
+        train = self.settings.train
+        progress = tqdm(range(self.step, max_steps), initial=self.step, total=train.max_steps,
+                        disable=not self.main, desc=f"{self.settings.method} {self.run.dir.name}", unit="step")
+        self.clock, self.clock_step = time.perf_counter(), self.step
         for step in progress:
             tick, cpu_tick = time.perf_counter(), time.process_time()
-            done = step + 1
-            log_now = done % settings.train.log_every == 0
-            stats = method.train_step(batches, step, with_grad_norms=log_now)
+            done = self.step = step + 1
+            log_now = done % train.log_every == 0
+            stats = self.method.train_step(self.batches, step, with_grad_norms=log_now)
             for name in WATCHED:
                 if name in stats:
-                    nonfinite |= ~torch.isfinite(stats[name])
-
+                    self.nonfinite |= ~torch.isfinite(stats[name])
             if log_now:
-                check_finite(done, stats)
-                now = time.perf_counter()
-                throughput = (done - clock_step) * images_per_step / (now - clock)
-                clock, clock_step = now, done
-                if main:
-                    for name, value in stats.items():
-                        writer.add_scalar(f"train/{name}", value.item(), done)
-                    writer.add_scalar("train/img_per_s", throughput, done)
-                    writer.add_scalar("train/images_seen", done * images_per_step, done)
-                    progress.set_postfix({k: f"{v.item():.3g}" for k, v in stats.items()
-                                          if not k.startswith("grad")})
-            train_seconds += time.perf_counter() - tick  # training only: not grids, evaluation, saving
-            cpu_seconds += time.process_time() - cpu_tick  # this process's threads, over the same span
-            if main and log_now:
-                for name, value in method.diagnostics(diagnostic_batch).items():
-                    writer.add_scalar(f"diagnostics/{name}", value, done)
-            if main and (done % settings.train.sample_every == 0 or done == max_steps):
-                grid = sample_images(method.ema.module.eval(), preview, images.shape[1:],
-                                     settings.train.num_grid,
-                                     torch.Generator(accelerator.device).manual_seed(settings.train.seed),
-                                     progress=f"grid, {preview.network_calls} calls per image")
-                grid = make_grid(grid, nrow=int(settings.train.num_grid ** 0.5),
-                                 normalize=True, value_range=(-1, 1))
-                run.samples.mkdir(parents=True, exist_ok=True)
-                save_image(grid, run.samples / f"step_{done:07d}.png")
-                writer.add_image("samples", grid, done)
-            if main and extractor and evaluate_now(done):
-                fd = periodic_fd(method.ema.module.eval(), preview, images.shape[1:],
-                                 reference, extractor, settings.eval.num_samples, settings.train.seed,
-                                 settings.eval.batch_size, reference_cache_name)
-                append_csv(run.dir / "eval.csv", PERIODIC_COLUMNS, [{
-                    "step": done, "images_seen": done * images_per_step,
-                    "train_seconds": round(train_seconds, 2),
-                    "train_cpu_seconds": round(cpu_seconds, 2), "metric_name": extractor.metric_name,
-                    "fd": fd, "n_samples": settings.eval.num_samples, "nfe": preview.network_calls,
-                    "extractor": extractor.label,
-                    "extractor_hash": extractor.hash}])
-                writer.add_scalar(f"eval/{extractor.metric_name}", fd, done)
-            stop_signal = _stop_signal(accelerator, stop)
-            if done % settings.train.ckpt_every == 0 or done == max_steps or stop_signal:
-                check_finite(done, stats)
-                save(done)
-                last_good = done
+                self.log(done, stats, progress)
+            self.train_seconds += time.perf_counter() - tick  # training only: not grids, evaluation, saving
+            self.cpu_seconds += time.process_time() - cpu_tick  # this process's threads, over the same span
+            if self.main and log_now:
+                for name, value in self.method.diagnostics(self.diagnostic_batch).items():
+                    self.writer.add_scalar(f"diagnostics/{name}", value, done)
+            if self.main and (done % train.sample_every == 0 or done == max_steps):
+                self.write_grid(done)
+            if self.main and self.extractor and self.evaluation_due(done):
+                self.evaluate(done)
+            stop_signal = _stop_signal(self.accelerator, stop)
+            if done % train.ckpt_every == 0 or done == max_steps or stop_signal:
+                self.check_finite(done, stats)
+                self.save(done)
+                self.last_good = done
             if stop_signal and done < max_steps:
-                raise TrainingInterrupted(stop_signal, done, run.last)
-        accelerator.wait_for_everyone()
-        return run.dir
+                raise TrainingInterrupted(stop_signal, done, self.run.last)
+        self.accelerator.wait_for_everyone()
+
+    def check_finite(self, step, stats):
+        """Stop with the last good checkpoint named once any process has seen a non-finite
+        loss; every process must agree, or one would stop while the others wait for it."""
+        if self.accelerator.reduce(self.nonfinite.float(), reduction="sum").item() > 0:
+            values = ", ".join(f"{k}={v.item():.4g}" for k, v in stats.items())
+            kept = (f"The last good checkpoint is {self.run.last} (step {self.last_good})"
+                    if self.run.last.exists() else "No checkpoint was written before it")
+            raise NonFiniteLossError(
+                f"non-finite loss by step {step} ({values}); training stopped. {kept}. Try lower "
+                f"learning rates, a larger divergence.r1_gamma, or train.mixed_precision='\"no\"'.")
+
+    def log(self, done, stats, progress):
+        """The step's losses and the throughput since the last log, to TensorBoard and the bar."""
+        self.check_finite(done, stats)
+        now = time.perf_counter()
+        throughput = (done - self.clock_step) * self.images_per_step / (now - self.clock)
+        self.clock, self.clock_step = now, done
+        if self.main:
+            for name, value in stats.items():
+                self.writer.add_scalar(f"train/{name}", value.item(), done)
+            self.writer.add_scalar("train/img_per_s", throughput, done)
+            self.writer.add_scalar("train/images_seen", done * self.images_per_step, done)
+            progress.set_postfix({k: f"{v.item():.3g}" for k, v in stats.items() if not k.startswith("grad")})
+
+    def write_grid(self, done):
+        """samples/step_N.png from the EMA network, on the same latents every time."""
+        num_grid, device = self.settings.train.num_grid, self.accelerator.device
+        grid = sample_images(self.method.ema.module.eval(), self.preview, self.images.shape[1:], num_grid,
+                             torch.Generator(device).manual_seed(self.settings.train.seed),
+                             progress=f"grid, {self.preview.network_calls} calls per image")
+        grid = make_grid(grid, nrow=int(num_grid ** 0.5), normalize=True, value_range=(-1, 1))
+        self.run.samples.mkdir(parents=True, exist_ok=True)
+        save_image(grid, self.run.samples / f"step_{done:07d}.png")
+        self.writer.add_image("samples", grid, done)
+
+    def evaluation_due(self, done):
+        """Whether the images seen crossed a multiple of eval.every_images in this step."""
+        every = self.settings.eval.every_images
+        return done * self.images_per_step // every > (done - 1) * self.images_per_step // every
+
+    def evaluate(self, done):
+        """The periodic metric of the EMA network, as a row of eval.csv (the training curve)."""
+        e, extractor = self.settings.eval, self.extractor
+        fd = periodic_fd(self.method.ema.module.eval(), self.preview, self.images.shape[1:],
+                         self.reference, extractor, e.num_samples, self.settings.train.seed,
+                         e.batch_size, self.reference_cache_name)
+        append_csv(self.run.dir / "eval.csv", PERIODIC_COLUMNS, [{
+            "step": done, "images_seen": done * self.images_per_step,
+            "train_seconds": round(self.train_seconds, 2), "train_cpu_seconds": round(self.cpu_seconds, 2),
+            "metric_name": extractor.metric_name, "fd": fd, "n_samples": e.num_samples,
+            "nfe": self.preview.network_calls, "extractor": extractor.label,
+            "extractor_hash": extractor.hash}])
+        self.writer.add_scalar(f"eval/{extractor.metric_name}", fd, done)
+
+    def save(self, step):
+        """checkpoints/last.pt (and step_N.pt every keep_every steps): everything an exact
+        resume needs, refused where a weight is not finite."""
+        method_state = self.method.state_dict()
+        if not _all_finite(method_state):
+            raise NonFiniteLossError(f"non-finite weights at step {step}; training stopped and "
+                                     f"{self.run.last} (step {self.last_good}) was kept")
+        state = {"step": step, "config": to_dict(self.settings), "image_shape": tuple(self.images.shape[1:]),
+                 "num_images": len(self.images), "images_seen": step * self.images_per_step,
+                 "train_seconds": self.train_seconds, "train_cpu_seconds": self.cpu_seconds,
+                 "train_device": self.trained_on,
+                 "speed": {**self.method.speed, "mixed_precision": self.accelerator.mixed_precision},  # as resolved here
+                 "method": method_state, "data": self.batches.state_dict(),
+                 "rng": gather_object([checkpoint.rng_state()])}
+        if self.main:
+            keep = self.settings.train.keep_every and step % self.settings.train.keep_every == 0
+            checkpoint.save_run_checkpoint(
+                state, self.run.last, self.run.checkpoints / checkpoint.kept_name(step) if keep else None)

@@ -14,7 +14,6 @@ timings (img/s, training and wall seconds) and the runs' folder. Prints a table 
 exits 1 where the two differ.
 """
 import argparse
-import csv
 import json
 import os
 import random
@@ -26,6 +25,8 @@ import time
 from pathlib import Path
 
 import psutil
+
+from ddgan.csvfiles import read_csv_rows
 
 REPO = Path(__file__).resolve().parents[1]
 TIMING_COLUMNS = {"img_per_s", "train_seconds", "train_cpu_seconds", "wall_seconds"}
@@ -79,9 +80,8 @@ def workers(process):
 
 def comparable(path):
     """sweep.csv's rows with the timings dropped and each run named by its folder's name."""
-    with open(path, newline="") as f:
-        rows = [{key: value for key, value in row.items() if key not in TIMING_COLUMNS}
-                for row in csv.DictReader(f)]
+    rows = [{key: value for key, value in row.items() if key not in TIMING_COLUMNS}
+            for _, row in read_csv_rows(path)[1]]
     for row in rows:
         row["run"] = Path(row["run"]).name
     return sorted(rows, key=lambda row: (row["run"], row["sampler"], row["steps"]))

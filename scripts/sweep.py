@@ -67,7 +67,7 @@ from pathlib import Path
 from submitit.helpers import Checkpointable
 
 from ddgan import checkpoint
-from ddgan.evaluate import RESULT_COLUMNS, write_csv
+from ddgan.csvfiles import RESULT_COLUMNS, write_csv
 from ddgan.files import atomic_copy, atomic_write
 from ddgan.interrupt import TrainingInterrupted
 from ddgan.config import load_shared_config

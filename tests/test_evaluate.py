@@ -5,7 +5,8 @@ import json
 import pytest
 
 from ddgan.cli import main
-from ddgan.evaluate import append_csv, evaluate_real_data
+from ddgan.csvfiles import append_csv
+from ddgan.evaluate import evaluate_real_data
 from ddgan.featnet import train_featnet
 from ddgan.config import load_config, load_shared_config
 from ddgan.train import train

@@ -12,7 +12,7 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from ddgan.data import load_dataset
-from ddgan.featnet import FeatNet, load_featnet, train_featnet, weights_hash
+from ddgan.featnet import load_featnet, train_featnet, weights_hash
 from ddgan.metrics import (INCEPTION_ENV_VAR, Extractor, UInt8Images, compute_metrics, equal_size_subset,
                            frechet_distance, inception_weights, quantise, resolve_extractor)
 

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ddgan.plot import (COLUMNS, format_value, grid_panels, label_curves, nfe_labels, periodic_histories, plot_results,
+from ddgan.csvfiles import RESULT_COLUMNS as COLUMNS
+from ddgan.plot import (format_value, grid_panels, label_curves, nfe_labels, periodic_histories, plot_results,
                         read_results, seed_means, training_lines)
 
 OUTPUTS = {"fd_vs_nfe": b"\x89PNG", "divergence_comparison": b"\x89PNG", "training_curves": b"\x89PNG",

@@ -20,7 +20,7 @@ from ddgan.checkpoint import CheckpointError
 from ddgan.cli import main
 from ddgan.data import DataError, DataNotFoundError, load_images
 from ddgan.diffusion import ForwardProcess
-from ddgan.evaluate import append_csv, read_csv_rows
+from ddgan.csvfiles import append_csv, read_csv_rows
 from ddgan.files import OutputError, partial_name
 from ddgan.interrupt import StopRequests, TrainingInterrupted
 from ddgan.methods.ddgan import DDGAN
