@@ -10,10 +10,14 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from ddgan import checkpoint
 
 from .conftest import REPO
 from .test_evaluate import TINY, fake_data  # noqa: F401 (fake_data is a fixture)
+
+pytestmark = pytest.mark.slow  # minutes of real sweeps: `pytest -m slow`
 
 MAX_STEPS = 40
 

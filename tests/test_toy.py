@@ -38,6 +38,7 @@ def test_ring_of_8():
         mode_centres("spiral")
 
 
+@pytest.mark.slow
 def test_js_at_T4_covers_the_modes_with_the_defaults(tmp_path):
     metrics = run_toy("25gaussians", "js", 4, out=tmp_path, seed=0)
     assert metrics["modes_covered"] >= JS_T4_MIN_MODES, metrics

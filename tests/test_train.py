@@ -187,6 +187,7 @@ def pooled_features(images):
     return F.adaptive_avg_pool2d(images.float(), 7).flatten(1)
 
 
+@pytest.mark.slow
 def test_short_fashion_mnist_training_improves_and_samples(real_data_root, tmp_path):
     """A few hundred steps of the tiny config on the real data: checkpoint, events, grids, sampling,
     and a Fréchet distance to the data (in pooled-pixel space) well below the untrained model's."""
