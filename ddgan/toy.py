@@ -50,13 +50,8 @@ def mode_metrics(samples, centres):
             "high_quality_fraction": float(good.float().mean())}
 
 
-# Defaults for about 90 s per run on one CPU core. What mattered, measured on js at T = 4
-# (seeds 0-2): the learning rate and the budget (5e-4 for 4,000 steps left 11-18 modes at
-# HQ 0.29-0.48; 2e-3 for 16,000 reaches 18-25 at 0.90-0.92), then a smoother D for
-# coverage (lazy R1 every 4 steps at gamma 0.2: 22-25 modes); Fourier features of x_{t-1}
-# in D and of x_t in G (plain MLPs learn the sharp, step-like maps too slowly: 0-2 modes
-# without them), Adam(0, 0.99) over (0.5, 0.9), and one thread (small matrices run slower
-# on two). EMA sampling, other widths, depths, latent sizes and data scales did not help.
+# Defaults for a run of about a minute and a half on one CPU core, chosen on js at T = 4;
+# docs/GUIDE.md ("What mattered", under the 2-D benchmark) has the measurements behind each.
 TOY_DEFAULTS = {"iters": 16000, "batch_size": 256, "hidden": 128, "depth": 3, "nz": 2,
                 "lr_g": 2e-3, "lr_d": 2e-3, "betas": (0.0, 0.99), "r1_gamma": 0.2, "r2_gamma": None,
                 "r1_every": 4,

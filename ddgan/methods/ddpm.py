@@ -45,8 +45,7 @@ class DDPM(DenoisingMethod):
     eval_samplers = ("ancestral", "ddim")
     steps_symbol = "K"
     renamed = {"ddpm.num_steps": "ddpm.train_timesteps"}
-    # The 2-D data are not in [-1, 1]; at the toy's data scale 2 DDPM covers 25/25 modes with
-    # 1,000 calls (0/25 at scale 0.5).
+    # The 2-D data are not in [-1, 1], so x0 is not clipped there.
     toy_overrides = {"ddpm": {"clip_x0": False}}
 
     @classmethod

@@ -17,8 +17,8 @@ from .state import RunState, check_schedule
 
 class DenoisingMethod(Method):
     unused_keys = ("optim.lr_discriminator",)  # one network, trained at optim.lr
-    # The 2-D benchmark: denoisers regress, so they take Adam's usual betas and their own
-    # budget (4,000 steps at 5e-4: with 1,000 calls DDPM covers 25/25 modes).
+    # The 2-D benchmark: denoisers regress, so they take Adam's usual betas and a shorter
+    # budget, in which they converge (docs/GUIDE.md, the 2-D benchmark).
     toy_recipe = {"iters": 4000, "lr_g": 5e-4, "betas": (0.9, 0.999)}
     toy_overrides = {}  # {section: {key: value}}: this method's settings for the 2-D data
 

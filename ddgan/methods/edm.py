@@ -38,8 +38,7 @@ class EDM(DenoisingMethod):
     samplers = ("heun", "euler")
     steps_symbol = "N"
     renamed = {"edm.num_steps": "edm.sampling_levels"}
-    # The 2-D data at std 0.7, near sigma_data = 0.5 as images in [-1, 1] are (15/25 modes at
-    # 35 NFE at scale 2, 25/25 at 0.5).
+    # The 2-D data scaled to std 0.7, near sigma_data = 0.5, as images in [-1, 1] are.
     toy_recipe = {**DenoisingMethod.toy_recipe, "data_scale": 0.5}
 
     @classmethod

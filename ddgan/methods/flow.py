@@ -91,8 +91,8 @@ class Flow(DenoisingMethod):
     sections = SECTIONS
     samplers = tuple(SAMPLERS)
     steps_symbol = "N"
-    # The 2-D benchmark at 100 Euler steps after 4,000 updates: 25/25 modes at HQ 0.53 with the
-    # denoisers' lr 5e-4, 0.85 at 2e-3 (as with 16,000 updates at 5e-4).
+    # The 2-D benchmark: four times the denoisers' learning rate, which its straight paths
+    # need within their 4,000 updates (docs/GUIDE.md, the 2-D benchmark).
     toy_recipe = {**DenoisingMethod.toy_recipe, "lr_g": 2e-3}
 
     @classmethod
