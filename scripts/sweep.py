@@ -59,6 +59,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import time
 from dataclasses import dataclass, field
@@ -72,7 +73,7 @@ from ddgan.files import atomic_copy, atomic_write
 from ddgan.interrupt import TrainingInterrupted
 from ddgan.config import load_shared_config
 from ddgan.methods import METHODS, method_class
-from ddgan.runlock import RunLock, RunLockedError
+from ddgan.runlock import LOCK_NAME, RunLock, RunLockedError
 from ddgan.train import Run, train
 from divergences import DIVERGENCES
 
@@ -117,11 +118,31 @@ def train_once(settings):
     run = Run(settings.train.out_dir)
     steps = trained_steps(run.dir)
     if steps is None:
+        if run.holds_a_run() and not any(run.checkpoints.glob("*.pt")):
+            clear_unsaved(run)
         return train(settings)
     if steps > settings.train.max_steps:
         raise BudgetError(f"{run.dir} has trained {steps} steps, past the {settings.train.max_steps} "
                           f"asked of it")
     return run.dir if steps == settings.train.max_steps else train(settings, resume=True)
+
+
+def clear_unsaved(run):
+    """Empty a cell's run folder that a training stopped before its first checkpoint (killed,
+    pre-empted): its config.yaml, logs, grids and curve describe steps nothing can resume, and
+    a training refuses a folder holding them. Under the folder's lock, so not while another
+    training runs in it."""
+    lock = RunLock(run.dir, writer="sweep")
+    lock.acquire()
+    try:
+        for path in run.dir.iterdir():
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.name != LOCK_NAME:
+                path.unlink()
+    finally:
+        lock.release()
+    print(f"{run.dir}: stopped before its first checkpoint; starting it again", flush=True)
 
 
 class CellJob(Checkpointable):

@@ -133,6 +133,18 @@ def test_sweep_skips_finished_cells_resumes_interrupted_ones_and_survives_a_fail
     with open(out / "results" / "sweep.csv", newline="") as f:
         assert sorted(r["run"].rsplit("/", 1)[-1] for r in csv.DictReader(f)) == ["ddgan_js_T1", "ddgan_js_T2"]
 
+    # A cell killed before its first checkpoint leaves its config.yaml, logs and grids but
+    # nothing to resume: the sweep starts it again, to the rows it gave the first time.
+    shutil.rmtree(out / "ddgan_js_T1" / "checkpoints")
+    finished.unlink()
+    again = sweep(out, featnet, root, *common, "--steps", "1", "--baselines")
+    assert "stopped before its first checkpoint; starting it again" in "".join(
+        p.read_text() for p in (out / "submitit").rglob("*_log.out"))
+    assert "1 cell(s): 0 finished, 1 to run" in again.stdout
+    timings = {"img_per_s", "train_seconds", "train_cpu_seconds", "wall_seconds"}
+    assert ([{k: v for k, v in row.items() if k not in timings} for row in json.loads(finished.read_text())]
+            == [{k: v for k, v in row.items() if k not in timings} for row in json.loads(finished_bytes)])
+
 
 def test_budgets_continue_each_run_and_refuse_what_cannot_continue(fake_data, tmp_path):
     root, featnet = fake_data
