@@ -563,9 +563,11 @@ def refusal(cell, retrain):
     finished = finished_stages(cell)
     todo = [stage for stage in cell.stages if stage not in finished]
     steps = trained_steps(cell.run_dir) if todo else None
-    damaged = [path for path in (cell_file(stage.results, cell.name) for stage in todo) if read_cell(path)[1]]
+    damaged = [(path, problem) for path in (cell_file(stage.results, cell.name) for stage in todo)
+               for problem in [read_cell(path)[1]] if problem]
     if steps is None and damaged and not retrain:
-        return (f"{cell.name}: {damaged[0]} is damaged ({read_cell(damaged[0])[1]}) and its run "
+        (path, problem), *_ = damaged
+        return (f"{cell.name}: {path} is damaged ({problem}) and its run "
                 f"{cell.run_dir} is gone, so nothing can evaluate it again; restore the file "
                 f"(say from git), or pass --retrain to train the cell again from scratch")
     if steps is None:
