@@ -22,14 +22,17 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from .device import describe
 from .config import load_shared_config
 from .methods import method_class
-from .speed import (PLAIN_OVERRIDES, compiled, launch_device, resolve, resolve_mixed_precision,
-                    set_backend_flags)
+from .precision import (DESCRIPTIONS, cache_key, cached_measure, check_precision,
+                        in_precision, resolve_precision)
+from .settings import updated
+from .speed import PLAIN_OVERRIDES, compiled, resolve, set_backend_flags
 
 IMAGE_SHAPES = {"fmnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
@@ -114,13 +117,62 @@ def measured_row(fn, per_call, device, warmup, repeats, peak, **row):
             "utilisation": achieved / peak}
 
 
-def bench_config(settings, accelerator, steps, sample_batches, warmup, repeats, peaks):
-    """Rows for one config: its training step, then sampling at each step count and batch.
-    peaks: {'train': FLOP/s at the training dtype, 'sample': at the sampling dtype}."""
+def precision_timings(settings, image_shape, accelerator, cycles=2):
+    """Seconds per training step of the run's method, networks and batch in float32 and with
+    the networks in bf16: {'no': s, 'bf16': s}. On random images, after one step of each,
+    `cycles` cycles of the method's steps (cycle()) alternate between the two; each keeps its
+    fastest. The global random state is left as it was, and so are the accelerator's
+    references (the timed networks are freed)."""
+    method_cls = method_class(settings)
+    with torch.random.fork_rng(devices=[]):
+        methods = {p: method_cls(updated(settings, {"train": {"mixed_precision": p}}), image_shape,
+                                 accelerator) for p in ("no", "bf16")}
+        batches, step = RandomBatches(settings.train.batch_size, image_shape, accelerator.device), count()
+        for method in methods.values():
+            method.train_step(batches, next(step))
+        best = dict.fromkeys(methods, float("inf"))
+        for _ in range(cycles):
+            for precision, method in methods.items():
+                cycle = method.cycle()
+                seconds = timed(lambda: [method.train_step(batches, next(step)) for _ in range(cycle)],
+                                accelerator.device, warmup=0, repeats=1)["seconds"]
+                best[precision] = min(best[precision], seconds / cycle)
+    del methods
+    accelerator.free_memory()
+    return best
+
+
+def choose_precision(settings, image_shape, accelerator, announce=print):
+    """The precision this run trains in, and auto's timings (None where nothing was timed):
+    train.mixed_precision, with 'auto' decided by precision_timings on a CPU with native bf16
+    (cached: ddgan/precision.py)."""
+    timings = None
+
+    def first_time():
+        announce("train.mixed_precision=auto: timing float32 against bf16 networks on this CPU "
+                 "(a few steps of each, once per CPU and configuration)")
+        return precision_timings(settings, image_shape, accelerator)
+
+    def measure():
+        nonlocal timings
+        timings = cached_measure(cache_key(settings, accelerator.device), first_time)
+        return timings
+
+    precision = resolve_precision(settings.train.mixed_precision, accelerator.device, measure)
+    if accelerator.num_processes > 1:  # every process timed; they train as the main one chose
+        precision, timings = broadcast_object_list([(precision, timings)])[0]
+    return precision, timings
+
+
+def bench_config(settings, accelerator, steps, sample_batches, warmup, repeats, peak):
+    """Rows for one config: its training step, then sampling at each step count and batch, in
+    the config's precision (auto decided as training decides it).
+    peak(dtype name): the device's matmul FLOP/s in that dtype."""
     method_cls = method_class(settings)
     shape = image_shape(settings.data)
     device = accelerator.device
-    method = method_cls(settings, shape, accelerator)
+    precision, _ = choose_precision(settings, shape, accelerator)
+    method = method_cls(updated(settings, {"train": {"mixed_precision": precision}}), shape, accelerator)
     batch = settings.train.batch_size
     batches, step = RandomBatches(batch, shape, device), count()
     cycle = method.cycle()
@@ -132,10 +184,12 @@ def bench_config(settings, accelerator, steps, sample_batches, warmup, repeats, 
     name = " ".join([settings.method, *method_cls.labels(settings).values()])
     network = method.ema.module.eval()  # the sampled network: G, or the denoiser
     params = sum(p.numel() for p in network.parameters())
-    common = {"method": name, "params_m": params / 1e6}
-    rows = [measured_row(train_cycle, cycle, device, warmup, repeats, peaks["train"], **common,
+    common = {"method": name, "params_m": params / 1e6, "precision": precision}
+    dtype = "float32" if precision == "no" else "bfloat16"
+    rows = [measured_row(train_cycle, cycle, device, warmup, repeats, peak(dtype), **common,
                          what="train", batch=batch * method_cls.batches_per_step(settings), steps=None, nfe=None)]
-    network = compiled(network, method.speed)  # the EMA is channels_last already
+    # The EMA samples in the training's precision.
+    network = compiled(in_precision(network, precision), method.speed)  # the EMA is channels_last already
 
     for k in steps:
         # the default sampler of a run that samples with k steps
@@ -146,22 +200,22 @@ def bench_config(settings, accelerator, steps, sample_batches, warmup, repeats, 
             @torch.no_grad()
             def draw():
                 sampler.draw(network, sample_batch, shape, rng)
-            rows.append(measured_row(draw, 1, device, warmup, repeats, peaks["sample"], **common,
+            rows.append(measured_row(draw, 1, device, warmup, repeats, peak(dtype), **common,
                                      what=f"sample ({sampler.name})", batch=sample_batch, steps=k,
                                      nfe=sampler.network_calls))
     return rows
 
 
 def environment(accelerator, speed):
-    return {"device": describe(accelerator.device), "torch": torch.__version__,
-            "mixed_precision": accelerator.mixed_precision, **speed}
+    return {"device": describe(accelerator.device), "torch": torch.__version__, **speed}
 
 
 def markdown(rows):
-    lines = ["| method | what | batch | steps | NFE | ms / call (min–max) | img/s | GFLOP / call "
-             "| TFLOP/s | peak TFLOP/s | utilisation |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| method | precision | what | batch | steps | NFE | ms / call (min–max) | img/s "
+             "| GFLOP / call | TFLOP/s | peak TFLOP/s | utilisation |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['method']} | {r['what']} | {r['batch']} | {r['steps'] or '—'} | "
+        lines.append(f"| {r['method']} | {DESCRIPTIONS[r['precision']]} | {r['what']} | {r['batch']} | {r['steps'] or '—'} | "
                      f"{r['nfe'] or '—'} | {1000 * r['seconds']:.1f} ({1000 * r['min_seconds']:.1f}–"
                      f"{1000 * r['max_seconds']:.1f}) | {r['img_per_s']:.1f} | {r['gflop']:.1f} | "
                      f"{r['tflop_per_s']:.3f} | {r['peak_tflop_per_s']:.3f} | {100 * r['utilisation']:.0f}% |")
@@ -169,20 +223,20 @@ def markdown(rows):
 
 
 def run_bench(config_paths, overrides=(), steps=(1, 2, 4), sample_batches=(100,), warmup=2,
-              repeats=5, mixed_precision=None, cpu=False, out=None, plain=False):
+              repeats=5, mixed_precisions=None, cpu=False, out=None, plain=False):
     """Benchmark each config; returns {'environment', 'rows'} (and writes it to `out` as JSON).
 
-    The fast mode (ddgan/speed.py) is on where the configs leave it on; plain turns it off.
+    mixed_precisions: train.mixed_precision values to benchmark each config in, one after
+    the other in this run (None: each config's own). The fast mode (ddgan/speed.py) is on
+    where the configs leave it on; plain turns it off.
     """
     overrides = list(overrides) + (PLAIN_OVERRIDES if plain else [])
-    configs = [load_shared_config(path, overrides) for path in config_paths]
-    requested = ({settings.train.mixed_precision for settings in configs} if mixed_precision is None
-                 else {mixed_precision})
-    if len(requested) > 1:
-        raise ValueError("these configs set different train.mixed_precision; pass --mixed-precision")
-    device = "cpu" if cpu else launch_device()
-    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(requested.pop(), device), cpu=cpu)
-    speeds = [resolve(vars(settings.speed), accelerator.device) for settings in configs]
+    loaded = [(path, load_shared_config(path, overrides)) for path in config_paths]
+    configs = loaded if mixed_precisions is None else [
+        (path, updated(settings, {"train": {"mixed_precision": check_precision(precision)}}))
+        for path, settings in loaded for precision in mixed_precisions]
+    accelerator = Accelerator(cpu=cpu)
+    speeds = [resolve(vars(settings.speed), accelerator.device) for _, settings in configs]
     if any(speed != speeds[0] for speed in speeds):
         raise ValueError("these configs set different speed switches; benchmark them "
                          "separately, as one table records one set")
@@ -190,15 +244,19 @@ def run_bench(config_paths, overrides=(), steps=(1, 2, 4), sample_batches=(100,)
     set_backend_flags(speed)
     torch.manual_seed(0)
     device = accelerator.device
-    train_dtype = torch.bfloat16 if accelerator.mixed_precision == "bf16" else torch.float32
-    peaks = {"train": matmul_peak(device, train_dtype), "sample": matmul_peak(device, torch.float32)}
+    peaks = {}
+
+    def peak(dtype):  # measured once per dtype, when a row first needs it
+        if dtype not in peaks:
+            peaks[dtype] = matmul_peak(device, getattr(torch, dtype))
+        return peaks[dtype]
+
     rows = []
-    for path, settings in zip(config_paths, configs):
-        for row in bench_config(settings, accelerator, steps, sample_batches, warmup, repeats, peaks):
+    for path, settings in configs:
+        for row in bench_config(settings, accelerator, steps, sample_batches, warmup, repeats, peak):
             rows.append({"config": str(path), **row})
     result = {"environment": {**environment(accelerator, speed),
-                              "peak_tflop_per_s": {k: v / 1e12 for k, v in peaks.items()},
-                              "train_dtype": str(train_dtype).removeprefix("torch.")},
+                              "peak_tflop_per_s": {k: v / 1e12 for k, v in peaks.items()}},
               "warmup": warmup, "repeats": repeats, "overrides": list(overrides), "rows": rows}
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)

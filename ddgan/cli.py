@@ -11,6 +11,7 @@ from divergences import DEFAULT_DIVERGENCE, DIVERGENCES
 
 from .methods import DEFAULT_METHOD, METHODS
 from .plot import GRID_NFES
+from .precision import PRECISIONS
 from .toy import TOY_DEFAULTS
 
 PLAIN_HELP = ("turn the fast mode off (TF32, cuDNN autotuning, channels_last, fused Adam, "
@@ -300,9 +301,11 @@ def build_parser():
     p.add_argument("--sample-batch", type=int, nargs="+", default=[100])
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=10)
-    p.add_argument("--mixed-precision", default=None, choices=["auto", "no", "bf16"],
-                   help="default: the configs' train.mixed_precision (auto: bf16 where native); "
-                   "--plain makes it no")
+    p.add_argument("--mixed-precision", default=None, choices=PRECISIONS, nargs="+",
+                   help="each config in each of these, back to back; default: the configs' "
+                   "train.mixed_precision (auto: on a CPU with native "
+                   "bf16, the faster of no and bf16 as training chooses it; bf16: the networks in "
+                   "bf16; bf16-autocast: torch.autocast); --plain makes it no")
     p.add_argument("--cpu", action="store_true", help="benchmark on the CPU even if a GPU is present")
     p.add_argument("--out", default=None, help="JSON file for the results")
     p.add_argument("--plain", action="store_true", help=PLAIN_HELP)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from .speed import native_bf16
+from .precision import native_bf16
 
 
 def resolve_device(name=None):

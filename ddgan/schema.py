@@ -52,7 +52,7 @@ DEFAULTS = {                     # "method" is the registry's (ddgan.methods.DEF
         "max_steps": 10000,      # generator steps
         "seed": 0,
         "out_dir": "runs/default",
-        "mixed_precision": "auto",  # auto (bf16 where native: ddgan/speed.py) | no | bf16 (autocast)
+        "mixed_precision": "auto",  # auto (by measurement where bf16 is native) | no | bf16 (the networks) | bf16-autocast: ddgan/precision.py
         "log_every": 50,
         "sample_every": 1000,
         "ckpt_every": 1000,      # rewrite checkpoints/last.pt

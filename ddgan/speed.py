@@ -1,4 +1,5 @@
-"""The fast mode: bf16 autocast, TF32, cuDNN autotuning, channels_last, fused Adam, torch.compile.
+"""The fast mode: TF32, cuDNN autotuning, channels_last, fused Adam, torch.compile (the
+precision, bf16 or float32, is ddgan/precision.py's).
 
 Each switch in the config's `speed` section is true, false or null; null means on
 when the accelerator is a CUDA GPU and off elsewhere, so the fast mode is the
@@ -8,7 +9,6 @@ the losses agree with the plain mode to float rounding (tests/test_speed.py); on
 a GPU, TF32 and the choice of kernels make them agree to TF32 precision.
 Measured gains are in docs/PERFORMANCE.md.
 """
-import os
 import warnings
 
 import torch
@@ -18,7 +18,6 @@ from .schema import DEFAULTS
 
 SWITCHES = ("tf32", "cudnn_benchmark", "channels_last", "fused_adam", "compile")
 PLAIN_OVERRIDES = [f"speed.{name}=false" for name in SWITCHES] + ['train.mixed_precision="no"']
-MIXED_PRECISIONS = ("auto", "no", "bf16")
 ADAM_MOMENTS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
 
@@ -37,34 +36,6 @@ def resolve(speed_cfg, device):
             raise ValueError(f"unknown speed.compile_backend {backend!r}; torch has: "
                              f"{', '.join(backends)}")
     return settings
-
-
-def native_bf16(device):
-    """Whether `device` computes in bf16 natively: a CUDA GPU that supports it, or a CPU with
-    AVX-512 BF16 or AMX. Elsewhere bf16 is emulated, and far slower than float32."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    return False
-
-
-def launch_device():
-    """The device accelerate will pick, without creating its process state (doing that before
-    Accelerator() makes every process of a multi-process launch believe it runs alone)."""
-    use_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
-    return "cuda" if torch.cuda.is_available() and not use_cpu else "cpu"
-
-
-def resolve_mixed_precision(value, device):
-    """train.mixed_precision as accelerate takes it: 'auto' is bf16 where it is native, else no."""
-    if value not in MIXED_PRECISIONS:
-        raise ValueError(f"train.mixed_precision must be auto, no or bf16 (fp16 would need loss "
-                         f"scaling inside the gradient penalties), got {value!r}")
-    if value == "auto":
-        return "bf16" if native_bf16(device) else "no"
-    return value
 
 
 def set_backend_flags(settings):

@@ -38,10 +38,12 @@ from .methods import method_class, unused_sections
 from .metrics import resolve_extractor
 from .runlock import RunLock
 from .settings import config_differences, to_dict, updated
-from .speed import SWITCHES, launch_device, resolve_mixed_precision, set_backend_flags
+from .bench import choose_precision
+from .precision import check_precision, describe as describe_precision
+from .speed import SWITCHES, set_backend_flags
 
-# Keys that may change between a run and its resumption (the speed switches and bf16 change results
-# by float rounding only; methods re-lay the optimiser state for them; train.out_dir names
+# Keys that may change between a run and its resumption (the speed switches and the precision change
+# results by float rounding only; methods re-lay the optimiser state for them; train.out_dir names
 # where the run is now, which changes when it is moved).
 RESUMABLE_CHANGES = {"train.out_dir", "train.max_steps", "train.log_every", "train.sample_every",
                      "train.ckpt_every", "train.keep_every", "train.num_grid", "data.root",
@@ -108,7 +110,7 @@ def _check_train_settings(settings):
     steps = settings.eval.steps
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
         raise ValueError(f"eval.steps must be a positive integer (DDPM's K, EDM's N) or null, got {steps!r}")
-    resolve_mixed_precision(settings.train.mixed_precision, "cpu")  # checks the value
+    check_precision(settings.train.mixed_precision)
 
 
 def _periodic_extractor(settings):
@@ -234,13 +236,13 @@ def _stop_signal(accelerator, stop):
     return int(accelerator.reduce(signum, reduction="max").item())
 
 
-def training_device(accelerator, earlier=None):
+def training_device(accelerator, precision, earlier=None):
     """What a run's training time was measured on: the device, the process count and the
-    precision, e.g. 'cpu AMD EPYC (AVX512, native bf16), 1 thread, float32'. A run resumed
-    elsewhere lists each device in turn ('A; then B'), since its seconds add up across them;
-    `earlier` is 'unrecorded' for a checkpoint saved before this was recorded."""
+    precision (its description, ddgan/precision.py), e.g. 'cpu AMD EPYC (AVX512, native bf16),
+    1 thread, float32'. A run resumed elsewhere lists each device in turn ('A; then B'), since
+    its seconds add up across them; `earlier` is 'unrecorded' for a checkpoint saved before
+    this was recorded."""
     processes = f", {accelerator.num_processes} processes" if accelerator.num_processes > 1 else ""
-    precision = "float32" if accelerator.mixed_precision == "no" else f"{accelerator.mixed_precision} autocast"
     device = f"{describe(accelerator.device)}{processes}, {precision}"
     if earlier is None or earlier.split("; then ")[-1] == device:
         return earlier or device
@@ -268,16 +270,19 @@ def train(settings, resume=False, stop_at=None, resume_from=None):
     data = settings.data
     images = load_images(data.name, data.root, data.image_size)  # before the run folder is touched: bad data leaves nothing
 
-    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(
-        settings.train.mixed_precision, launch_device()))
+    accelerator = Accelerator()
     set_seed(settings.train.seed, device_specific=True)
+    precision, timings = choose_precision(settings, images.shape[1:], accelerator,
+                                          announce=accelerator.print)
     if data.on_device:
         images = images.to(accelerator.device)
     batches = ImageBatches(images, settings.train.batch_size, settings.train.seed,
                            rank=accelerator.process_index, random_flip=uses_flip(data.name, data.random_flip))
-    method = method_cls(settings, images.shape[1:], accelerator)
+    method = method_cls(updated(settings, {"train": {"mixed_precision": precision}}), images.shape[1:],
+                        accelerator)
     set_backend_flags(method.speed)  # process-wide; before the first step
-    training = Training(settings, run, method, batches, images, accelerator, extractor)
+    training = Training(settings, run, method, batches, images, accelerator, extractor,
+                        (precision, describe_precision(precision, timings)))
     with ExitStack() as cleanup:
         stop = cleanup.enter_context(StopRequests())
         lock = RunLock(run.dir)
@@ -296,8 +301,10 @@ class Training:
     the training seconds, the last good checkpoint) and what it does around the steps (open
     the run, log, draw a grid, evaluate, save). train() builds it; loop() runs it."""
 
-    def __init__(self, settings, run, method, batches, images, accelerator, extractor):
+    def __init__(self, settings, run, method, batches, images, accelerator, extractor, precision):
+        """precision: (the resolved train.mixed_precision, its description for train_device)."""
         self.settings, self.run, self.method, self.batches = settings, run, method, batches
+        self.precision, self.precision_text = precision
         self.images, self.accelerator, self.extractor = images, accelerator, extractor
         self.main = accelerator.is_main_process
         self.images_per_step = (settings.train.batch_size * type(method).batches_per_step(settings)
@@ -356,7 +363,7 @@ class Training:
             self.step, self.train_seconds = state["step"], state.get("train_seconds", 0.0)
             self.cpu_seconds = state.get("train_cpu_seconds", 0.0)
         self.last_good = self.step
-        self.trained_on = training_device(accelerator,
+        self.trained_on = training_device(accelerator, self.precision_text,
                                           state.get("train_device", "unrecorded") if resume else None)
         if self.main and (not resume or not run.config.exists()
                           or Path(record.train.out_dir).resolve() != run.dir.resolve()):
@@ -364,7 +371,7 @@ class Training:
             dump_config(updated(record, {"train": {"out_dir": settings.train.out_dir}}), run.config)
         if self.main:
             print(f"{'resuming' if resume else 'training'} {settings.method} in {run.dir} at step "
-                  f"{self.step} of {settings.train.max_steps}", flush=True)
+                  f"{self.step} of {settings.train.max_steps}, {self.precision_text}", flush=True)
             self.writer = SummaryWriter(run.tensorboard)
         self.preview = preview_sampler(type(self.method), settings, accelerator.device)  # grids' and evaluation's
         self.reference = self.images.cpu() if self.extractor and self.main else None
@@ -475,7 +482,7 @@ class Training:
                  "num_images": len(self.images), "images_seen": step * self.images_per_step,
                  "train_seconds": self.train_seconds, "train_cpu_seconds": self.cpu_seconds,
                  "train_device": self.trained_on,
-                 "speed": {**self.method.speed, "mixed_precision": self.accelerator.mixed_precision},  # as resolved here
+                 "speed": {**self.method.speed, "mixed_precision": self.precision},  # as resolved here
                  "method": method_state, "data": self.batches.state_dict(),
                  "rng": gather_object([checkpoint.rng_state()])}
         if self.main:

@@ -48,8 +48,8 @@ for name in ("ddgan_fast", "ddgan_fast_fp32", "ddgan_plain", "baselines_fast"):
     if path.exists():
         result[name] = json.loads(path.read_text())
         env = result[name]["environment"]
-        lines += [f"## {name}", "", f"{env['device']}, torch {env['torch']}, mixed precision "
-                  f"{env['mixed_precision']}, compile {env['compile']}", "", markdown(result[name]["rows"]), ""]
+        lines += [f"## {name}", "", f"{env['device']}, torch {env['torch']}, compile {env['compile']} "
+                  "(each row names its precision)", "", markdown(result[name]["rows"]), ""]
 curve = out / "fmnist_js_T4" / "eval.csv"
 if curve.exists():
     result["fmnist_curve"] = list(csv.DictReader(curve.open()))

@@ -15,10 +15,12 @@ import torch
 from accelerate import Accelerator
 from torch.profiler import ProfilerActivity, profile
 
-from ddgan.bench import RandomBatches, image_shape
+from ddgan.bench import RandomBatches, choose_precision, image_shape
 from ddgan.config import load_config
 from ddgan.methods import method_class
-from ddgan.speed import resolve_mixed_precision, set_backend_flags
+from ddgan.precision import DESCRIPTIONS
+from ddgan.settings import updated
+from ddgan.speed import set_backend_flags
 
 
 def main():
@@ -34,10 +36,11 @@ def main():
 
     settings = load_config(args.config, args.overrides)
     device = "cpu" if args.cpu or not torch.cuda.is_available() else "cuda"
-    accelerator = Accelerator(cpu=device == "cpu",
-                              mixed_precision=resolve_mixed_precision(settings.train.mixed_precision, device))
+    accelerator = Accelerator(cpu=device == "cpu")
     shape = image_shape(settings.data)
-    method = method_class(settings)(settings, shape, accelerator)
+    precision, _ = choose_precision(settings, shape, accelerator)
+    method = method_class(settings)(updated(settings, {"train": {"mixed_precision": precision}}),
+                                    shape, accelerator)
     set_backend_flags(method.speed)
     batches, step = RandomBatches(settings.train.batch_size, shape, accelerator.device), count()
     for _ in range(args.warmup):
@@ -53,7 +56,7 @@ def main():
     rows = [{"operator": e.key, "calls": e.count, "self_ms_per_step": e.self_cpu_time_total / 1e3 / args.steps,
              "share": e.self_cpu_time_total / total} for e in events[:args.rows]]
     print(f"{args.config} {' '.join(args.overrides)}: {total / 1e3 / args.steps:.1f} ms of operator "
-          f"self time per step, {torch.get_num_threads()} threads, mixed precision {accelerator.mixed_precision}")
+          f"self time per step, {torch.get_num_threads()} threads, {DESCRIPTIONS[precision]}")
     print("| operator | calls | self ms / step | share |\n|---|---|---|---|")
     for r in rows:
         print(f"| `{r['operator']}` | {r['calls']} | {r['self_ms_per_step']:.1f} | {100 * r['share']:.1f}% |")

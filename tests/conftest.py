@@ -1,11 +1,13 @@
 import gzip
 import os
 import tempfile
+from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: it reads this once
 # Reference features cached by the tests stay out of the user's cache (inherited by subprocesses).
 os.environ["DDGAN_FIDELITY_CACHE"] = tempfile.mkdtemp(prefix="ddgan-fidelity-")
-from pathlib import Path
+# So is auto's choice of precision (ddgan/precision.py): timed once per test session.
+os.environ["DDGAN_PRECISION_CACHE"] = str(Path(tempfile.mkdtemp(prefix="ddgan-precision-")) / "precision.json")
 
 import numpy as np
 import pytest
@@ -16,8 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def reset_accelerate():
     """Forget the process's AcceleratorState, which accelerate fixes at the first Accelerator():
-    tests train and benchmark at several mixed precisions in one process ('auto' is bf16 on a
-    CPU with native bf16, 'no' elsewhere and with --plain)."""
+    tests train and benchmark on the CPU and with several settings in one process."""
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state()

@@ -145,24 +145,6 @@ def test_timestep_range_is_still_checked():
         process.q_sample(torch.zeros(2, 1), torch.tensor([1, 4]))
 
 
-@pytest.mark.parametrize("device, native, expected", [
-    ("cpu", True, "bf16"), ("cpu", False, "no"), ("cuda", True, "bf16"), ("cuda", False, "no")])
-def test_auto_mixed_precision_is_bf16_exactly_where_it_is_native(monkeypatch, device, native, expected):
-    """bf16 emulated on a CPU without AVX-512 BF16 or AMX ran a train step 24x slower than float32."""
-    import ddgan.speed as speed
-
-    monkeypatch.setattr(speed.torch.cpu, "_is_avx512_bf16_supported", lambda: native)
-    monkeypatch.setattr(speed.torch.cpu, "_is_amx_tile_supported", lambda: False)
-    monkeypatch.setattr(speed.torch.cuda, "is_bf16_supported", lambda: native)
-    assert speed.resolve_mixed_precision("auto", device) == expected
-    assert speed.resolve_mixed_precision("no", device) == "no"
-    assert speed.resolve_mixed_precision("bf16", device) == "bf16"
-    with pytest.raises(ValueError, match="train.mixed_precision must be auto, no or bf16"):
-        speed.resolve_mixed_precision("fp16", device)
-    assert load_config(REPO / "configs/tiny.yaml", PLAIN_OVERRIDES).train.mixed_precision == "no"
-    assert load_config(REPO / "configs/tiny.yaml").train.mixed_precision == "auto"
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (scripts/gpu_check.sh runs it)")
 def test_fast_mode_trains_like_the_plain_mode_on_cuda():
     """On a GPU the fast mode is the default (null switches); TF32 makes it agree to TF32 precision."""

@@ -1,8 +1,9 @@
 """A run's trainable state, composed by every method: its networks laid out for the speed
-switches and wrapped by accelerate, an Adam and the learning-rate schedule per network, the
+switches, computing in the run's precision and wrapped by accelerate, an Adam and the learning-rate schedule per network, the
 EMA of the sampled network, and one state dict that resumes all of it."""
 import torch
 
+from ..precision import in_precision, master
 from ..speed import adam, compiled, match_optimizer, prepare_module, resolve
 from .common import make_ema
 
@@ -28,7 +29,9 @@ class RunState:
     """Networks, their optimisers and schedules, and the EMA, under the names of the state dict.
 
     add() each network in the order its random initialisation was drawn; its state-dict entry
-    is `name`, its optimiser's `optimizer_name`.
+    is `name`, its optimiser's `optimizer_name`. train.mixed_precision is the run's, as
+    resolved (ddgan/precision.py): with "bf16" each network computes in bf16 from its float32
+    weights, which the optimiser, the EMA and the state dict keep.
     """
 
     def __init__(self, settings, accelerator):
@@ -36,6 +39,7 @@ class RunState:
         self.accelerator, self.optim = accelerator, settings.optim
         self.max_steps = settings.train.max_steps
         self.speed = resolve(vars(settings.speed), accelerator.device)
+        self.precision = settings.train.mixed_precision
         self.networks, self.optimizers, self.schedulers = {}, {}, []
         self.ema = self.ema_source = None
 
@@ -47,7 +51,7 @@ class RunState:
             o = self.optim
             self.ema = make_ema(network, o.ema_decay, self.accelerator.device, o.ema_warmup)
         optimizer = adam(network.parameters(), lr, self.optim.betas, self.speed)
-        network, optimizer = self.accelerator.prepare(network, optimizer)
+        network, optimizer = self.accelerator.prepare(in_precision(network, self.precision), optimizer)
         if ema:
             self.ema_source = network
         self.networks[name], self.optimizers[optimizer_name] = network, optimizer
@@ -59,7 +63,8 @@ class RunState:
         return compiled(network, self.speed)
 
     def unwrap(self, network):
-        return self.accelerator.unwrap_model(network)
+        """The float32 module behind a prepared network (no DDP, no bf16 wrapper)."""
+        return master(self.accelerator.unwrap_model(network))
 
     def end_step(self):
         """After a training step's updates: the EMA follows the sampled network, the schedules advance."""

@@ -128,7 +128,8 @@ class Discriminator(nn.Module):
 
     def forward(self, x_prev, x_t, t):
         emb = leaky_relu(self.time_embedding(t))
-        h = self.conv_in(torch.cat([x_prev, x_t], dim=1))
+        # in the weights' dtype: bf16 where they are (ddgan/precision.py)
+        h = self.conv_in(torch.cat([x_prev, x_t], dim=1).to(self.conv_in.weight.dtype))
         for block in self.blocks:
             h = block(h, emb)
         if self.head_activation:

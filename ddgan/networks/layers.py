@@ -32,7 +32,8 @@ class TimeEmbedding(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(base_dim, out_dim), act, nn.Linear(out_dim, out_dim))
 
     def forward(self, t):
-        return self.mlp(timestep_embedding(t, self.base_dim))
+        # the angles in float32 (t reaches 1,000 for DDPM), the MLP in its weights' dtype
+        return self.mlp(timestep_embedding(t, self.base_dim).to(self.mlp[0].weight.dtype))
 
 
 def num_groups(channels):

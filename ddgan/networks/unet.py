@@ -124,8 +124,9 @@ class UNet(nn.Module):
             nn.init.zeros_(self.conv_out.bias)
 
     def forward(self, x, z, t):
+        x = x.to(self.conv_in.weight.dtype)  # bf16 where the weights are (ddgan/precision.py)
         emb = self.time_embedding(t)
-        style = self.mapping(z) if self.mapping is not None else None
+        style = self.mapping(z.to(x.dtype)) if self.mapping is not None else None
         h = self.conv_in(x)
         skips, pyramid = [h], x
         for i, layer in enumerate(self.down):
