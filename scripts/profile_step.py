@@ -31,6 +31,8 @@ def main():
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--rows", type=int, default=15)
     parser.add_argument("--cpu", action="store_true")
+    parser.add_argument("--by-shape", action="store_true",
+                        help="one row per operator and input shapes (which convolution, say)")
     parser.add_argument("--out", default=None, help="JSON file for the table")
     args = parser.parse_args()
 
@@ -46,14 +48,15 @@ def main():
     for _ in range(args.warmup):
         method.train_step(batches, next(step))
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
-    with profile(activities=activities) as prof:
+    with profile(activities=activities, record_shapes=args.by_shape) as prof:
         for _ in range(args.steps):
             method.train_step(batches, next(step))
         if device == "cuda":
             torch.cuda.synchronize()
-    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    events = sorted(prof.key_averages(group_by_input_shape=args.by_shape),
+                    key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events)
-    rows = [{"operator": e.key, "calls": e.count, "self_ms_per_step": e.self_cpu_time_total / 1e3 / args.steps,
+    rows = [{"operator": e.key + (f" {e.input_shapes}" if args.by_shape else ""), "calls": e.count, "self_ms_per_step": e.self_cpu_time_total / 1e3 / args.steps,
              "share": e.self_cpu_time_total / total} for e in events[:args.rows]]
     print(f"{args.config} {' '.join(args.overrides)}: {total / 1e3 / args.steps:.1f} ms of operator "
           f"self time per step, {torch.get_num_threads()} threads, {DESCRIPTIONS[precision]}")
