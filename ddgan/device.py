@@ -6,8 +6,6 @@ from pathlib import Path
 
 import torch
 
-from .precision import native_bf16
-
 
 def resolve_device(name=None):
     if name is None:
@@ -29,14 +27,37 @@ def resolve_device(name=None):
     return device
 
 
+def _cpuinfo(keys):
+    """The first processor's /proc/cpuinfo values of `keys`, in their order there (Linux), or None."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        return None
+    block = cpuinfo.read_text(errors="replace").split("\n\n")[0]
+    return [line.split(":", 1)[1].strip() for line in block.splitlines()
+            if ":" in line and line.split(":", 1)[0].strip() in keys]
+
+
 def cpu_model():
     """The CPU's model name (/proc/cpuinfo on Linux), else what the platform module reports."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            if line.startswith("model name") and ":" in line:
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+    return next(iter(_cpuinfo({"model name"}) or []), None) or platform.processor() or platform.machine()
+
+
+def cpu_identity():
+    """The CPU's vendor, family, model, model name and stepping: a model name like 'AMD EPYC'
+    covers several generations, with different speeds in bf16."""
+    fields = _cpuinfo({"vendor_id", "cpu family", "model", "model name", "stepping"})
+    return "; ".join(fields) if fields else platform.processor() or platform.machine()
+
+
+def native_bf16(device):
+    """Whether `device` computes in bf16 natively: a CUDA GPU that supports it, or a CPU with
+    AVX-512 BF16 or AMX. Elsewhere bf16 is emulated, and far slower than float32."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return False
 
 
 def describe(device):

@@ -20,7 +20,6 @@ Measured speeds are in docs/PERFORMANCE.md.
 import hashlib
 import json
 import os
-import platform
 from pathlib import Path
 
 import torch
@@ -28,6 +27,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.utils._pytree import tree_map
 
+from .device import cpu_identity, native_bf16
 from .settings import to_dict
 
 PRECISIONS = ("auto", "no", "bf16", "bf16-autocast")
@@ -40,17 +40,6 @@ def check_precision(value):
         raise ValueError(f"train.mixed_precision must be one of {', '.join(PRECISIONS)} (fp16 would "
                          f"need loss scaling inside the gradient penalties), got {value!r}")
     return value
-
-
-def native_bf16(device):
-    """Whether `device` computes in bf16 natively: a CUDA GPU that supports it, or a CPU with
-    AVX-512 BF16 or AMX. Elsewhere bf16 is emulated, and far slower than float32."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    return False
 
 
 def resolve_precision(value, device, measure):
@@ -77,18 +66,6 @@ def describe(precision, timings=None):
         measured = ", ".join(f"{DESCRIPTIONS[p]} {1000 * s:.0f} ms" for p, s in timings.items())
         text += f" (auto: per step {measured})"
     return text
-
-
-def cpu_identity():
-    """The CPU's vendor, family, model and stepping (a model name like 'AMD EPYC' covers several
-    generations), from /proc/cpuinfo; elsewhere what the platform module reports."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.is_file():
-        return platform.processor() or platform.machine()
-    keys = ("vendor_id", "cpu family", "model", "model name", "stepping")
-    block = cpuinfo.read_text(errors="replace").split("\n\n")[0]
-    return "; ".join(line.split(":", 1)[1].strip() for line in block.splitlines()
-                     if ":" in line and line.split(":", 1)[0].strip() in keys)
 
 
 def cache_key(settings, device):

@@ -238,8 +238,8 @@ class DDGAN(Method):
     def train_step(self, batches, step, with_grad_norms=False):
         """n_critic D steps on fresh batches, then one G step on the last batch.
 
-        No casts here: in every precision a prepared network returns float32 (accelerate's
-        autocast, or the bf16 wrapper of ddgan/precision.py), so the losses and penalties are float32.
+        No casts here: in every precision a prepared network returns float32 (the wrappers of
+        ddgan/precision.py), so the losses and penalties are float32.
         """
         acc = self.accelerator
         every_stats, x0 = critic_steps(self.fast_generator, self.fast_discriminator, self.opt_d,

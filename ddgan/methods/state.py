@@ -1,5 +1,6 @@
 """A run's trainable state, composed by every method: its networks laid out for the speed
-switches, computing in the run's precision and wrapped by accelerate, an Adam and the learning-rate schedule per network, the
+switches, computing in the run's precision and wrapped by accelerate, an Adam and the
+learning-rate schedule per network, the
 EMA of the sampled network, and one state dict that resumes all of it."""
 import torch
 
