@@ -146,19 +146,14 @@ def choose_precision(settings, image_shape, accelerator, announce=print):
     """The precision this run trains in, and auto's timings (None where nothing was timed):
     train.mixed_precision, with 'auto' decided by precision_timings on a CPU with native bf16
     (cached: ddgan/precision.py)."""
-    timings = None
-
     def first_time():
         announce("train.mixed_precision=auto: timing float32 against bf16 networks on this CPU "
                  "(a few steps of each, once per CPU and configuration)")
         return precision_timings(settings, image_shape, accelerator)
 
-    def measure():
-        nonlocal timings
-        timings = cached_measure(cache_key(settings, accelerator.device), first_time)
-        return timings
-
-    precision = resolve_precision(settings.train.mixed_precision, accelerator.device, measure)
+    precision, timings = resolve_precision(
+        settings.train.mixed_precision, accelerator.device,
+        lambda: cached_measure(cache_key(settings, accelerator.device), first_time))
     if accelerator.num_processes > 1:  # every process timed; they train as the main one chose
         precision, timings = broadcast_object_list([(precision, timings)])[0]
     return precision, timings

@@ -43,20 +43,22 @@ def check_precision(value):
 
 
 def resolve_precision(value, device, measure):
-    """The precision a run trains in: `value`, with 'auto' decided for `device`.
+    """The precision a run trains in, `value` with 'auto' decided for `device`, and the
+    timings that decided it (None where nothing was timed).
 
     measure() -> {precision: seconds per step} times 'no' and 'bf16' on the run's own
     networks; it is called only on a CPU with native bf16, where 'auto' is the faster of the
     two (the caller caches its answer: cached_measure)."""
     check_precision(value)
     if value != "auto":
-        return value
+        return value, None
     device = torch.device(device)
     if not native_bf16(device):
-        return "no"
+        return "no", None
     if device.type == "cuda":
-        return "bf16-autocast"
-    return min(measure().items(), key=lambda item: item[1])[0]
+        return "bf16-autocast", None
+    timings = measure()
+    return min(timings, key=timings.get), timings
 
 
 def describe(precision, timings=None):

@@ -33,17 +33,17 @@ def test_auto_decides_without_timing_except_on_a_cpu_with_native_bf16(monkeypatc
 
     def no_timing():
         raise AssertionError("auto timed where it must not")
-    assert resolve_precision("auto", device, no_timing) == expected
+    assert resolve_precision("auto", device, no_timing) == (expected, None)
     for value in ("no", "bf16", "bf16-autocast"):
-        assert resolve_precision(value, device, no_timing) == value
+        assert resolve_precision(value, device, no_timing) == (value, None)
     with pytest.raises(ValueError, match="train.mixed_precision must be one of auto, no, bf16"):
         resolve_precision("fp16", device, no_timing)
 
 
 def test_auto_on_a_native_bf16_cpu_takes_the_faster_and_caches_it(monkeypatch, tmp_path):
     monkeypatch.setattr(precision, "native_bf16", lambda device: True)
-    assert resolve_precision("auto", "cpu", lambda: {"no": 0.9, "bf16": 0.7}) == "bf16"
-    assert resolve_precision("auto", "cpu", lambda: {"no": 0.6, "bf16": 0.7}) == "no"
+    for timings, faster in [({"no": 0.9, "bf16": 0.7}, "bf16"), ({"no": 0.6, "bf16": 0.7}, "no")]:
+        assert resolve_precision("auto", "cpu", lambda: timings) == (faster, timings)
     monkeypatch.setenv(precision.CACHE_ENV, str(tmp_path / "cache.json"))
     calls = []
     measure = lambda: calls.append(1) or {"no": 0.9, "bf16": 0.7}  # noqa: E731
