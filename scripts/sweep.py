@@ -28,7 +28,9 @@ cells). `--baseline-samples 16=2000` evaluates a baseline's costly step counts o
 checkpoint and needs no run folder: keep it under version control and a lost machine loses
 none of it. A cell with rows is not run again (delete its JSON to redo it); an interrupted one
 resumes from its checkpoint in OUT. So a sweep stopped anywhere costs at most the cells in
-flight: run the same command again.
+flight: run the same command again. Stopping a local sweep (Ctrl-C, or kill of its process)
+stops its cells with it, each saved after its training step, so no worker goes on writing
+after the sweep's lock on RESULTS is gone.
 
 Executors (submitit): `local` (default) runs --jobs cells at once as processes of this machine,
 each on cores / jobs threads; `debug` runs them one by one in the driver's own process (a method
@@ -55,6 +57,7 @@ than a training step plus a checkpoint save. `--set key=value` overrides go to e
 reads the key (e.g. a tiny backbone for a smoke test; see tests/test_sweep.py).
 """
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -65,6 +68,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import submitit
 from submitit.helpers import Checkpointable
 
 from ddgan import checkpoint
@@ -364,8 +368,6 @@ def report(results):
 
 
 def make_executor(args):
-    import submitit
-
     folder = Path(args.out) / "submitit"  # every job's log: <job id>_0_log.out and .err
     if args.executor == "local":
         executor = submitit.LocalExecutor(folder, max_num_timeout=args.max_timeouts)
@@ -398,28 +400,55 @@ def run_cells(executor, cells, jobs, results, out, poll_s=2.0):
     finishes, re-merge the results. A failed cell's last error line and log are kept in
     OUT/failed/<cell>.txt (for --list) until it finishes. Returns the failed cells' names."""
     pending, running, failed = list(cells), {}, []
-    while pending or running:
-        while pending and len(running) < jobs:
-            cell = pending.pop(0)
-            running[executor.submit(CellJob(), cell)] = cell
-            print(f"started {cell.name}", flush=True)
-        time.sleep(poll_s)
-        for job in [job for job in running if job.done()]:
-            cell = running.pop(job)
-            try:
-                rows = job.result()
-            except Exception as error:  # the others go on; the log keeps the traceback
-                failed.append(cell.name)
-                last = last_error_line(error)
-                text = f"{last}\n(log: {job.paths.stderr})\n"
-                atomic_write(failure_file(out, cell.name), lambda f: f.write(text.encode()))
-                print(f"FAILED {cell.name} (log: {job.paths.stderr}): {last}", flush=True)
-                continue
-            failure_file(out, cell.name).unlink(missing_ok=True)
-            report(results)
-            fds = ", ".join(f"{r['sampler']} {r['steps']}: {r['fd']:.2f}" for r in rows)
-            print(f"finished {cell.name}: {fds or 'nothing left to do'}", flush=True)
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                cell = pending.pop(0)
+                running[executor.submit(CellJob(), cell)] = cell
+                print(f"started {cell.name}", flush=True)
+            time.sleep(poll_s)
+            finish_done(running, failed, results, out)
+    except KeyboardInterrupt:  # SIGINT or SIGTERM to the driver
+        if isinstance(executor, submitit.LocalExecutor):
+            stop_local_jobs(running)
+        raise
     return failed
+
+
+def stop_local_jobs(running, grace_s=120):
+    """The local workers of a stopped driver stop with it, saved, rather than going on
+    unlocked: SIGTERM to each job's controller (its job id is its pid), which passes it to the
+    training, which saves after its step; a worker still there after grace_s is cancelled."""
+    for job in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(job.job_id), signal.SIGTERM)
+    began = time.monotonic()
+    while any(not job.done() for job in running) and time.monotonic() - began < grace_s:
+        time.sleep(0.5)
+    for job in running:
+        if not job.done():
+            job.cancel()
+    names = ", ".join(cell.name for cell in running.values())
+    print(f"stopped: {names or 'no cell was running'}; run the same command again to go on", flush=True)
+
+
+def finish_done(running, failed, results, out):
+    """Take the finished jobs out of `running`: merge their rows, or record their failure."""
+    for job in [job for job in running if job.done()]:
+        cell = running.pop(job)
+        try:
+            rows = job.result()
+        except Exception as error:  # the others go on; the log keeps the traceback
+            failed.append(cell.name)
+            last = last_error_line(error)
+            text = f"{last}\n(log: {job.paths.stderr})\n"
+            atomic_write(failure_file(out, cell.name), lambda f: f.write(text.encode()))
+            print(f"FAILED {cell.name} (log: {job.paths.stderr}): {last}", flush=True)
+            continue
+        failure_file(out, cell.name).unlink(missing_ok=True)
+        report(results)
+        fds = ", ".join(f"{r['sampler']} {r['steps']}: {r['fd']:.2f}" for r in rows)
+        print(f"finished {cell.name}: {fds or 'nothing left to do'}", flush=True)
 
 
 def parse_args(argv=None):
@@ -640,7 +669,10 @@ def run_sweep(args, cells):
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # kill PID stops as Ctrl-C does
     try:
         main()
     except RunLockedError as error:
         raise SystemExit(str(error)) from None
+    except KeyboardInterrupt:
+        raise SystemExit("the sweep was stopped; its finished rows are written") from None

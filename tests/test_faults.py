@@ -111,3 +111,22 @@ def test_killed_damaged_and_preempted_cells_end_with_the_rows_of_an_undisturbed_
     logs = "".join(p.read_text() for p in (preempted / "submitit").glob("*_log.*"))
     assert "interrupted by SIGUSR2" in logs and "Requeued job" in logs and "resuming ddgan" in logs
     assert faults.comparable(preempted / "results" / "sweep.csv") == expected
+
+
+def test_a_stopped_driver_stops_its_cells_saved_and_leaves_no_worker(fake_data, tmp_path):
+    """kill of the driver alone: its local workers must not go on writing without its lock."""
+    import psutil
+
+    root, featnet = fake_data
+    out, run = tmp_path / "stopped", tmp_path / "stopped" / "ddgan_js_T1"
+    sweep = start(out, featnet, root)
+    wait_for(lambda: (saved_step(run) or 0) >= 4, sweep, "a checkpoint at step 4")
+    workers = faults.workers(psutil.Process(sweep.pid))
+    sweep.send_signal(signal.SIGTERM)
+    output = sweep.communicate(timeout=300)[0]
+    assert sweep.returncode != 0 and "stopped: ddgan_js_T1" in output, output
+    assert "the sweep was stopped" in output
+    assert workers and not psutil.wait_procs(workers, timeout=10)[1]
+    logs = "".join(p.read_text() for p in (out / "submitit").glob("*_log.*"))
+    assert "interrupted by SIGTERM" in logs and saved_step(run) < MAX_STEPS
+    assert not (out / "results" / ".lock").exists()
