@@ -89,7 +89,7 @@ def cmd_toy(args):
 
     metrics = run_toy(args.data, args.divergence, args.steps, out=args.out, iters=args.iters,
                       seed=args.seed, method=args.method, sampler=args.sampler,
-                      overwrite=args.overwrite)
+                      overwrite=args.overwrite, mixed_precision=args.mixed_precision)
     print(json.dumps({k: v for k, v in metrics.items() if k != "hyperparameters"}))
 
 
@@ -221,6 +221,9 @@ def build_parser():
                        lambda cls: str({**TOY_DEFAULTS, **cls.toy_recipe}["iters"]))
                    + "; DDGAN's count discriminator steps, G takes iters / n_critic)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mixed-precision", default=TOY_DEFAULTS["mixed_precision"],
+                   choices=["no", "bf16", "bf16-autocast"],
+                   help="the networks' precision in training, as train.mixed_precision (sampling: float32)")
     p.set_defaults(func=cmd_toy)
 
     p = sub.add_parser("featnet", help="train the classifier whose features give FD-cls (offline)",

@@ -35,10 +35,10 @@ DESCRIPTIONS = {"no": "float32", "bf16": "bf16 networks", "bf16-autocast": "bf16
 CACHE_ENV = "DDGAN_PRECISION_CACHE"
 
 
-def check_precision(value):
+def check_precision(value, key="train.mixed_precision"):
     if value not in PRECISIONS:
-        raise ValueError(f"train.mixed_precision must be one of {', '.join(PRECISIONS)} (fp16 would "
-                         f"need loss scaling inside the gradient penalties), got {value!r}")
+        raise ValueError(f"{key} must be one of {', '.join(PRECISIONS)} (fp16 would need loss "
+                         f"scaling inside the gradient penalties), got {value!r}")
     return value
 
 
@@ -116,7 +116,9 @@ class Bf16Network(nn.Module):
 
     Its parameters are the module's own, so optimisers, the EMA and state dicts see float32;
     master(network) is the module. The module reads its inputs in its weights' dtype (the
-    networks cast them on entry), and the outputs come back float32.
+    networks cast them on entry), and the outputs come back float32. Buffers keep their dtype:
+    a module casts one where it uses it (the FIR kernels to x's dtype), or keeps it float32
+    (the Fourier features' frequencies, whose phases bf16 would blur).
     """
 
     def __init__(self, module):
@@ -124,9 +126,8 @@ class Bf16Network(nn.Module):
         self.module = module
 
     def forward(self, *args, **kwargs):
-        tensors = {name: to_bf16(t) for name, t in
-                   [*self.module.named_parameters(), *self.module.named_buffers()]}
-        return tree_map(to_float32, functional_call(self.module, tensors, args, kwargs))
+        weights = {name: to_bf16(w) for name, w in self.module.named_parameters()}
+        return tree_map(to_float32, functional_call(self.module, weights, args, kwargs))
 
 
 class AutocastNetwork(nn.Module):

@@ -20,6 +20,7 @@ from .checks import check_count
 from .config import load_config
 from .files import atomic_write, check_writable
 from .methods import DEFAULT_METHOD, get_method
+from .precision import check_precision
 
 MODE_STD = 0.05
 NUM_EVAL_SAMPLES = 10_000
@@ -56,7 +57,7 @@ TOY_DEFAULTS = {"iters": 16000, "batch_size": 256, "hidden": 128, "depth": 3, "n
                 "lr_g": 2e-3, "lr_d": 2e-3, "betas": (0.0, 0.99), "r1_gamma": 0.2, "r2_gamma": None,
                 "r1_every": 4,
                 "lr_decay": True, "fourier_features": 64, "g_fourier_scale": 0.5,
-                "d_fourier_scale": 1.0, "data_scale": 2.0}
+                "d_fourier_scale": 1.0, "data_scale": 2.0, "mixed_precision": "no"}
 
 
 def run_toy(data="25gaussians", divergence=DEFAULT_DIVERGENCE, steps=4, out=None, iters=None, seed=0,
@@ -73,6 +74,8 @@ def run_toy(data="25gaussians", divergence=DEFAULT_DIVERGENCE, steps=4, out=None
     The denoising methods: the same MLP (without z) trained for `iters` steps with the images'
     defaults (DDPM's T = 1000 linear betas, EDM's sigma distribution), sampled with `steps`
     as their --steps counts it (DDPM's K calls, EDM's N noise levels) and their samplers.
+    mixed_precision trains the networks as train.mixed_precision does the images'
+    (ddgan/precision.py); the samples come from their float32 weights.
     """
     unknown = set(overrides) - set(TOY_DEFAULTS)
     if unknown:
@@ -82,6 +85,9 @@ def run_toy(data="25gaussians", divergence=DEFAULT_DIVERGENCE, steps=4, out=None
     if iters is not None:
         hp["iters"] = iters
     check_count("iters", hp["iters"])
+    if check_precision(hp["mixed_precision"], "mixed_precision") == "auto":
+        raise ValueError("mixed_precision 'auto' times an image run's networks; the 2-D benchmark "
+                         "takes no, bf16 or bf16-autocast")
     if out is not None:
         out = Path(out)
         if (out / "metrics.json").exists() and not overwrite:

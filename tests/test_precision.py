@@ -1,5 +1,6 @@
 """Training precision (ddgan/precision.py): auto's choice, the bf16 networks against float32,
-and checkpoints that stay float32 and resume within and across precisions."""
+checkpoints that stay float32 and resume within and across precisions, and the 2-D benchmark's
+MLPs in bf16."""
 import json
 from itertools import cycle
 
@@ -9,11 +10,13 @@ from accelerate import Accelerator
 
 from ddgan import checkpoint
 from ddgan import bench, precision
-from ddgan.config import load_shared_config
-from ddgan.methods import method_class
+from ddgan.config import load_config, load_shared_config
+from ddgan.methods import get_method, method_class
 from ddgan.methods.ddgan import build_discriminator
+from ddgan.networks import MLPDiscriminator, MLPGenerator
 from ddgan.networks.fir import fir_downsample, fir_kernel_2d
 from ddgan.precision import Bf16Network, master, resolve_precision
+from ddgan.toy import TOY_DEFAULTS, run_toy
 from ddgan.train import train
 
 from .conftest import REPO
@@ -148,3 +151,45 @@ def test_precision_timings_times_both_and_leaves_the_random_state_alone():
     assert set(timings) == {"no", "bf16"} and min(timings.values()) > 0
     assert torch.equal(torch.random.get_rng_state(), before)
     assert not accelerator._models  # the timed networks are not kept
+
+
+@pytest.mark.parametrize("mixed_precision", ["bf16", "bf16-autocast"])
+def test_the_2d_mlps_compute_in_bf16_with_float32_fourier_phases(mixed_precision):
+    """At angles of tens of radians bf16 is off by a tenth of a radian: the phases stay float32,
+    bit for bit, while the layers run in bf16, and R1's input gradient comes back float32."""
+    torch.manual_seed(0)
+    discriminator = MLPDiscriminator(hidden=32, depth=2, fourier_features=16, fourier_scale=4.0)
+    wrapped = precision.in_precision(discriminator, mixed_precision)
+    features, layers = [], []
+    discriminator.features.register_forward_hook(lambda module, args, out: features.append(out))
+    discriminator.net[0].register_forward_hook(lambda module, args, out: layers.append(out.dtype))
+    x = (4 * torch.randn(256, 2)).requires_grad_()
+    t = torch.randint(1, 5, (256,))
+    out = wrapped(x, x.detach(), t)
+    assert layers == [torch.bfloat16] and out.dtype == torch.float32
+    assert torch.equal(features[0], discriminator.features(x))
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    assert grad.dtype == torch.float32
+    reference = discriminator(x, x.detach(), t)
+    assert torch.allclose(out, reference, rtol=BF16_LOSS_TOLERANCE,
+                          atol=BF16_LOSS_TOLERANCE * reference.abs().max().item())
+
+
+@pytest.mark.parametrize("method, steps", [("ddgan", 2), ("flow", 4)])
+def test_the_2d_benchmark_trains_in_bf16_and_samples_from_the_float32_weights(method, steps):
+    hp = {**TOY_DEFAULTS, "mixed_precision": "bf16", "batch_size": 64}
+    model = get_method(method).toy_model(hp, steps, "js", None, load_config(overrides=[f"method={method}"]))
+    mlp = master(getattr(model, "generator", None) or model.network)
+    assert isinstance(mlp, MLPGenerator)
+    seen = []
+    mlp.net[0].register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    model.train_step(lambda: torch.randn(64, 2))
+    assert set(seen) == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 and p.grad is not None for p in mlp.parameters())
+    seen.clear()
+    assert model.sample(16, torch.Generator().manual_seed(0)).dtype == torch.float32
+    assert set(seen) == {torch.float32}
+    assert run_toy(method=method, steps=steps, iters=10, mixed_precision="bf16")["hyperparameters"][
+        "mixed_precision"] == "bf16"
+    with pytest.raises(ValueError, match="mixed_precision 'auto' times an image run"):
+        run_toy(iters=10, mixed_precision="auto")

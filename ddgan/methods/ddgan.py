@@ -14,6 +14,7 @@ from divergences.regularizers import LAZY_R1_RULES, input_penalties
 from ..checks import check_count
 from ..diffusion import ForwardProcess
 from ..networks import Discriminator, MLPDiscriminator, MLPGenerator
+from ..precision import in_precision, master
 from ..samplers import ddgan_sampler
 from ..settings import updated
 from .base import Method, Sampler
@@ -358,12 +359,13 @@ class ToyDDGAN:
             raise ValueError(f"DDGAN has one sampler; got {sampler!r}")
         self.hp, self.process, self.div = hp, ForwardProcess(steps), get_divergence(divergence)
         self.divergence = divergence
-        self.generator = MLPGenerator(nz=hp["nz"], hidden=hp["hidden"], depth=hp["depth"],
-                                      fourier_features=hp["fourier_features"],
-                                      fourier_scale=hp["g_fourier_scale"])
-        self.discriminator = MLPDiscriminator(hidden=hp["hidden"], depth=hp["depth"],
-                                              fourier_features=hp["fourier_features"],
-                                              fourier_scale=hp["d_fourier_scale"])
+        generator = MLPGenerator(nz=hp["nz"], hidden=hp["hidden"], depth=hp["depth"],
+                                 fourier_features=hp["fourier_features"], fourier_scale=hp["g_fourier_scale"])
+        discriminator = MLPDiscriminator(hidden=hp["hidden"], depth=hp["depth"],
+                                         fourier_features=hp["fourier_features"],
+                                         fourier_scale=hp["d_fourier_scale"])
+        self.generator = in_precision(generator, hp["mixed_precision"])
+        self.discriminator = in_precision(discriminator, hp["mixed_precision"])
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=hp["lr_g"], betas=hp["betas"])
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp["lr_d"], betas=hp["betas"])
         self.num_updates, self.nfe = hp["iters"] // self.div.n_critic, steps
@@ -387,4 +389,4 @@ class ToyDDGAN:
 
     def sample(self, num, rng):
         x_T = torch.randn(num, 2, generator=rng)
-        return ddgan_sampler(self.generator.eval(), x_T, self.process, rng, nz=self.hp["nz"])
+        return ddgan_sampler(master(self.generator).eval(), x_T, self.process, rng, nz=self.hp["nz"])

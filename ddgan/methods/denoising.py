@@ -9,6 +9,7 @@ train and sample the 2-D benchmark's MLP (ToyDenoiser).
 import torch
 
 from ..networks import MLPGenerator
+from ..precision import in_precision, master
 from ..settings import updated
 from .base import Method
 from .common import build_unet, cosine_schedules, grad_norm, optimizer_step
@@ -85,9 +86,10 @@ class ToyDenoiser:
 
     def __init__(self, method, hp, steps, sampler, settings):
         settings = updated(settings, method.toy_overrides)
-        self.network = method.wrap(MLPGenerator(nz=0, hidden=hp["hidden"], depth=hp["depth"],
-                                                fourier_features=hp["fourier_features"],
-                                                fourier_scale=hp["g_fourier_scale"]), settings)
+        network = method.wrap(MLPGenerator(nz=0, hidden=hp["hidden"], depth=hp["depth"],
+                                           fourier_features=hp["fourier_features"],
+                                           fourier_scale=hp["g_fourier_scale"]), settings)
+        self.network = in_precision(network, hp["mixed_precision"])
         self.loss = method.objective(settings)
         self.sampling = method.sampler(settings, steps, sampler)  # fails now on a bad sampler or count
         self.sampler, self.nfe = self.sampling.name, self.sampling.network_calls
@@ -102,4 +104,4 @@ class ToyDenoiser:
         self.optimizer.step()
 
     def sample(self, num, rng):
-        return self.sampling.draw(self.network.eval(), num, (2,), rng)
+        return self.sampling.draw(master(self.network).eval(), num, (2,), rng)

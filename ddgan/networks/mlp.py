@@ -24,7 +24,10 @@ class FourierFeatures(nn.Module):
         self.out_dim = dim + 2 * num
 
     def forward(self, x):
-        angles = 2 * math.pi * x @ self.freqs
+        # float32 phases in every precision: bf16's 8 bits would blur an angle of tens of radians
+        x = x.float()
+        with torch.autocast(x.device.type, enabled=False):
+            angles = 2 * math.pi * x @ self.freqs
         return torch.cat([x, torch.sin(angles), torch.cos(angles)], dim=1)
 
 
@@ -45,8 +48,9 @@ class MLPGenerator(nn.Module):
         self.net = mlp(self.features.out_dim + nz + t_dim, hidden, depth, dim, nn.SiLU)
 
     def forward(self, x_t, z, t):
-        latent = [z] if self.nz else []
-        return self.net(torch.cat([self.features(x_t), *latent, timestep_embedding(t, self.t_dim)], dim=1))
+        latent = [z.float()] if self.nz else []
+        h = torch.cat([self.features(x_t), *latent, timestep_embedding(t, self.t_dim)], dim=1)
+        return self.net(h.to(self.net[0].weight.dtype))  # bf16 where the weights are (ddgan/precision.py)
 
 
 class MLPDiscriminator(nn.Module):
@@ -66,5 +70,5 @@ class MLPDiscriminator(nn.Module):
                        lambda: nn.LeakyReLU(0.2))
 
     def forward(self, x_prev, x_t, t):
-        emb = timestep_embedding(t, self.t_dim)
-        return self.net(torch.cat([self.features(x_prev), x_t, emb], dim=1)).squeeze(1)
+        h = torch.cat([self.features(x_prev), x_t.float(), timestep_embedding(t, self.t_dim)], dim=1)
+        return self.net(h.to(self.net[0].weight.dtype)).squeeze(1)
