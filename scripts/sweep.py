@@ -388,11 +388,11 @@ def failure_file(out, name):
 
 
 def last_error_line(error):
-    """The line naming the exception that ended a job (submitit's error quotes the worker's
-    traceback, then its log paths)."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    raised = [line for line in lines if re.match(r"[\w.]*(Error|Exception|Exit|Interrupt)\b", line)]
-    return (raised or lines or [type(error).__name__])[-1]
+    """The line naming the exception that ended a job: submitit's error quotes the worker's
+    traceback, whose last unindented `name: message` line is it, then its log paths."""
+    lines = [line.rstrip() for line in str(error).splitlines() if line.strip()]
+    raised = [line for line in lines if re.match(r"[A-Za-z_][\w.]*(: |$)", line)]
+    return (raised or lines or [type(error).__name__])[-1].strip()
 
 
 def run_cells(executor, cells, jobs, results, out, poll_s=2.0):

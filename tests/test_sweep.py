@@ -2,12 +2,15 @@
 cell's rows written as it finishes, finished cells skipped, interrupted ones resumed, a failed
 cell costing only itself."""
 import csv
+import importlib.util
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+
+import submitit
 
 from ddgan import checkpoint
 from ddgan.evaluate import REAL_DATA
@@ -203,3 +206,18 @@ def test_budgets_continue_each_run_and_refuse_what_cannot_continue(fake_data, tm
     (results / ".lock").unlink()
     low = sweep(out, featnet, root, *common, "--budgets", "16", check=False)
     assert low.returncode != 0 and "each budget must exceed --train-images 16" in low.stderr
+
+
+def test_a_failed_cell_is_named_by_the_exception_that_ended_its_job():
+    spec = importlib.util.spec_from_file_location("sweep", SWEEP)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    raised = "ddgan.interrupt.TrainingInterrupted: interrupted by SIGTERM at step 40; run again to resume"
+    failed = submitit.core.utils.FailedJobError(  # as submitit words a worker's failure
+        "Job (task=0) failed during processing with trace:\n----------------------\n"
+        'Traceback (most recent call last):\n  File "ddgan/train.py", line 9, in loop\n'
+        f"    raise TrainingInterrupted(message)\n{raised}\n\n----------------------\n"
+        "You can check full logs with 'job.stderr(0)' and 'job.stdout(0)'or at paths:\n"
+        "  - runs/submitit/7_0_log.err\n  - runs/submitit/7_0_log.out")
+    assert module.last_error_line(failed) == raised
+    assert module.last_error_line(ValueError("no checkpoint at runs/x")) == "no checkpoint at runs/x"
