@@ -26,8 +26,9 @@ from .generate import ema_network, sample_images
 from .methods import METHODS, get_method
 from .metrics import (check_metrics, check_sample_count, compute_metrics, equal_size_subset, quantise,
                       resolve_extractor)
+from .schema import DEFAULTS
 from .settings import updated
-from .speed import sampling_network
+from .speed import plain_mode, sampling_network
 
 GRID_SIZE = 64
 
@@ -120,7 +121,8 @@ def evaluate_runs(run_dirs, extractor_spec, steps=None, samplers=None, num_sampl
     rows, references = [], {}
     for run, state, settings, todo in jobs:
         network, method = ema_network(state, device)
-        network = sampling_network(network, device, plain)
+        fast = DEFAULTS["speed"]  # the fast mode's defaults, whatever the run trained with
+        network = sampling_network(network, device, plain_mode(fast) if plain else fast)
         data = settings.data
         key = (data.name, data.root, data.image_size)
         if key not in references:  # load and hash each training set once

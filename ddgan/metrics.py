@@ -166,9 +166,9 @@ def compute_metrics(generated, reference, extractor, metrics=("fid",), reference
 
     FID and KID use the whole reference. Precision and recall compare sets of equal size, as
     Kynkaanniemi et al. (2019) define them: a k-NN radius shrinks as its set grows, so they
-    use a fixed random subset of the reference, len(generated) images. (Against all 60,000
-    Fashion-MNIST images they would also cost a 60,000^2 distance matrix every time: 100 s on
-    a 2-core CPU.) That is a second torch-fidelity call, with the same extractor.
+    use a fixed random subset of the reference, len(generated) images (against all 60,000
+    Fashion-MNIST images they would also cost a 60,000^2 distance matrix every time). That is a
+    second torch-fidelity call, with the same extractor.
     reference_name names the reference set in torch-fidelity's feature cache (the
     extractor's hash is added, so that different networks never share an entry).
     cuda: run the feature network on the GPU (default: when one is available).

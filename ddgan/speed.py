@@ -14,8 +14,6 @@ import warnings
 import torch
 from torch import nn
 
-from .schema import DEFAULTS
-
 SWITCHES = ("tf32", "cudnn_benchmark", "channels_last", "fused_adam", "compile")
 PLAIN_OVERRIDES = [f"speed.{name}=false" for name in SWITCHES] + ['train.mixed_precision="no"']
 ADAM_MOMENTS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
@@ -82,9 +80,13 @@ def match_optimizer(optimizer, settings):
                 state["step"] = state["step"].to(device=device, dtype=torch.float32)
 
 
-def sampling_network(network, device, plain=False):
-    """network as the fast mode (default) or the plain mode samples with it on `device`."""
-    speed_cfg = {**DEFAULTS["speed"], **(dict.fromkeys(SWITCHES, False) if plain else {})}
+def plain_mode(speed_cfg):
+    """The speed settings with every switch off."""
+    return {**speed_cfg, **dict.fromkeys(SWITCHES, False)}
+
+
+def sampling_network(network, device, speed_cfg):
+    """network as the speed settings ({key: value}) sample with it on `device`."""
     settings = resolve(speed_cfg, device)
     set_backend_flags(settings)
     return compiled(prepare_module(network, settings), settings)

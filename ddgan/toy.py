@@ -51,8 +51,8 @@ def mode_metrics(samples, centres):
             "high_quality_fraction": float(good.float().mean())}
 
 
-# Defaults for a run of about a minute and a half on one CPU core, chosen on js at T = 4;
-# docs/GUIDE.md ("What mattered", under the 2-D benchmark) has the measurements behind each.
+# Defaults for a short run on one CPU core, chosen on js at T = 4; docs/GUIDE.md ("What
+# mattered", under the 2-D benchmark) has the measurements behind each, and the run's time.
 TOY_DEFAULTS = {"iters": 16000, "batch_size": 256, "hidden": 128, "depth": 3, "nz": 2,
                 "lr_g": 2e-3, "lr_d": 2e-3, "betas": (0.0, 0.99), "r1_gamma": 0.2, "r2_gamma": None,
                 "r1_every": 4,

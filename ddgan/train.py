@@ -16,6 +16,7 @@ and raise TrainingInterrupted (ddgan.interrupt).
 """
 import time
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -288,7 +289,7 @@ def train(settings, resume=False, stop_at=None, resume_from=None):
         lock = RunLock(run.dir)
         cleanup.callback(lock.release)
         state, record = _on_every_process(
-            accelerator, lambda: training.open_run(lock, resume, source, resume_from, stop_at))
+            accelerator, partial(training.open_run, lock, resume, source, resume_from, stop_at))
         cleanup.callback(training.close)
         training.start(state, record)
         max_steps = settings.train.max_steps if stop_at is None else min(stop_at, settings.train.max_steps)

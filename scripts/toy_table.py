@@ -4,15 +4,15 @@
         [--models ddgan:js ddgan:tv ddpm:ancestral ddpm:ddim edm:heun edm:euler]
 
 A model is METHOD:DIVERGENCE for DDGAN and METHOD:SAMPLER for the baselines
-(default: the five divergences). Each cell is one `ddgan toy` run with its
+(default: DDGAN with every registered divergence). Each cell is one `ddgan toy` run with its
 defaults; DIR/<method>_<name>_<steps>/ holds its metrics.json and scatter plot.
-A benchmark, not a test: about 90 s per DDGAN cell and 6 s per baseline cell on a CPU.
+A benchmark, not a test: its times are in docs/GUIDE.md (the 2-D benchmark).
 """
 import argparse
 import json
 from pathlib import Path
 
-from ddgan.methods import get_method
+from ddgan.methods import DEFAULT_METHOD, get_method
 from ddgan.toy import run_toy
 from divergences import DIVERGENCES
 
@@ -43,7 +43,7 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--data", default="25gaussians")
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--models", nargs="+", default=[f"ddgan:{d}" for d in DIVERGENCES])
+    parser.add_argument("--models", nargs="+", default=[f"{DEFAULT_METHOD}:{d}" for d in DIVERGENCES])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true", help="replace the cells already in --out")
     args = parser.parse_args()

@@ -84,3 +84,8 @@ def test_the_maths_modules_import_nothing_above_them():
     for name in sorted(maths):
         above = GRAPH[name] - maths
         assert not above, f"{name} imports {', '.join(sorted(above))}"
+
+
+def test_config_imports_no_method_and_speed_takes_its_settings_as_arguments():
+    assert not {name for name in GRAPH["ddgan.config"] if name.startswith("ddgan.methods.")}
+    assert GRAPH["ddgan.speed"] == set()

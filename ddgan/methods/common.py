@@ -23,8 +23,7 @@ def make_ema(model, decay, device, warmup=True):
 def ema_decay_after(num_updates, max_decay):
     """The warm-up EMA's decay after n updates (a tensor): min(max_decay, (1 + n) / (10 + n)),
     TensorFlow's ExponentialMovingAverage rule. A constant decay keeps max_decay^n of the
-    initial weights in the average: 22% after 1,500 steps at 0.999, which turned a short DDPM
-    run's samples into noise while its raw weights drew garments."""
+    initial weights in the average, too much of them for a short run (docs/GUIDE.md, EMA)."""
     return ((1 + num_updates) / (10 + num_updates)).clamp(max=max_decay)
 
 
