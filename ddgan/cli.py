@@ -12,7 +12,7 @@ from divergences import DEFAULT_DIVERGENCE, DIVERGENCES
 from .methods import DEFAULT_METHOD, METHODS
 from .plot import GRID_NFES
 from .precision import PRECISIONS
-from .toy import TOY_DEFAULTS
+from .toy import TOY_DEFAULTS, TOY_PRECISIONS
 
 PLAIN_HELP = ("turn the fast mode off (TF32, cuDNN autotuning, channels_last, fused Adam, "
               "torch.compile; on by default with a GPU, see docs/PERFORMANCE.md)")
@@ -222,7 +222,7 @@ def build_parser():
                    + "; DDGAN's count discriminator steps, G takes iters / n_critic)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mixed-precision", default=TOY_DEFAULTS["mixed_precision"],
-                   choices=["no", "bf16", "bf16-autocast"],
+                   choices=TOY_PRECISIONS,
                    help="the networks' precision in training, as train.mixed_precision (sampling: float32)")
     p.set_defaults(func=cmd_toy)
 

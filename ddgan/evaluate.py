@@ -118,11 +118,12 @@ def evaluate_runs(run_dirs, extractor_spec, steps=None, samplers=None, num_sampl
         check_extractor_data(extractor, settings.data, run)
         jobs.append((run, state, settings, plan(settings, run, steps, samplers)))
 
+    fast = DEFAULTS["speed"]  # the fast mode's defaults, whatever the runs trained with
+    speed_cfg = plain_mode(fast) if plain else fast
     rows, references = [], {}
     for run, state, settings, todo in jobs:
         network, method = ema_network(state, device)
-        fast = DEFAULTS["speed"]  # the fast mode's defaults, whatever the run trained with
-        network = sampling_network(network, device, plain_mode(fast) if plain else fast)
+        network = sampling_network(network, device, speed_cfg)
         data = settings.data
         key = (data.name, data.root, data.image_size)
         if key not in references:  # load and hash each training set once

@@ -20,9 +20,10 @@ from .checks import check_count
 from .config import load_config
 from .files import atomic_write, check_writable
 from .methods import DEFAULT_METHOD, get_method
-from .precision import check_precision
+from .precision import PRECISIONS, check_precision
 
 MODE_STD = 0.05
+TOY_PRECISIONS = tuple(p for p in PRECISIONS if p != "auto")  # auto times image networks
 NUM_EVAL_SAMPLES = 10_000
 
 
@@ -86,8 +87,8 @@ def run_toy(data="25gaussians", divergence=DEFAULT_DIVERGENCE, steps=4, out=None
         hp["iters"] = iters
     check_count("iters", hp["iters"])
     if check_precision(hp["mixed_precision"], "mixed_precision") == "auto":
-        raise ValueError("mixed_precision 'auto' times an image run's networks; the 2-D benchmark "
-                         "takes no, bf16 or bf16-autocast")
+        raise ValueError(f"mixed_precision 'auto' times an image run's networks; the 2-D benchmark "
+                         f"takes {', '.join(TOY_PRECISIONS)}")
     if out is not None:
         out = Path(out)
         if (out / "metrics.json").exists() and not overwrite:

@@ -1,4 +1,5 @@
 import gzip
+import importlib.util
 import os
 import tempfile
 from pathlib import Path
@@ -14,6 +15,14 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def load_script(name):
+    """scripts/<name>.py as a module, to call its functions in-process."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def reset_accelerate():

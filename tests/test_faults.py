@@ -2,7 +2,6 @@
 mid-training, the whole sweep killed mid-evaluation, a damaged cell file, and a pre-emption
 signal each leave rows equal to an undisturbed sweep's (scripts/fault_injection.py does the
 same at random points, by hand)."""
-import importlib.util
 import json
 import os
 import signal
@@ -14,19 +13,12 @@ import pytest
 
 from ddgan import checkpoint
 
-from .conftest import REPO
+from .conftest import REPO, load_script
 from .test_evaluate import TINY, fake_data  # noqa: F401 (fake_data is a fixture)
 
 pytestmark = pytest.mark.slow  # minutes of real sweeps: `pytest -m slow`
 
 MAX_STEPS = 40
-
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 faults = load_script("fault_injection")

@@ -1,7 +1,6 @@
 """The registries: a method and a divergence defined here, in the test file, and registered, go
 through every command (train, sample, eval, plot, bench, the sweep and the 2-D benchmark)
 without any other module knowing their names."""
-import importlib.util
 import json
 
 import pytest
@@ -23,7 +22,7 @@ from ddgan.toy import run_toy
 from ddgan.train import train
 from divergences import DIVERGENCES, FDivergence
 
-from .conftest import REPO, write_fake_fmnist
+from .conftest import REPO, load_script, write_fake_fmnist
 
 
 class Restart(DenoisingMethod):
@@ -145,9 +144,7 @@ def test_a_method_and_a_divergence_defined_here_run_through_the_sweep_and_the_to
     (configs / "restart.yaml").write_text(yaml.safe_dump({
         "method": "restart", "data": {"name": "fmnist"}, "restart": {"levels": 4},
         "backbone": {key.split(".")[1]: yaml.safe_load(value) for key, value in small.items()}}))
-    spec = importlib.util.spec_from_file_location("sweep", REPO / "scripts" / "sweep.py")
-    sweep = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sweep)
+    sweep = load_script("sweep")
     out = tmp_path / "sweep"
     sweep.main(["--out", str(out), "--config-dir", str(configs), "--featnet", str(featnet),
                 "--divergences", Pearson.name, "--steps", "1", "--baselines", Restart.name,

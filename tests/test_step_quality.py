@@ -1,5 +1,4 @@
 """scripts/step_quality.py: the chains from real x_s, and the script on a tiny run."""
-import importlib.util
 import json
 import subprocess
 import sys
@@ -10,13 +9,11 @@ from ddgan.diffusion import ForwardProcess
 from ddgan.config import load_shared_config
 from ddgan.train import train
 
-from .conftest import REPO
+from .conftest import REPO, load_script
 from .test_evaluate import TINY, fake_data  # noqa: F401 (fake_data is a fixture)
 
 SCRIPT = REPO / "scripts" / "step_quality.py"
-spec = importlib.util.spec_from_file_location("step_quality", SCRIPT)
-step_quality = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(step_quality)
+step_quality = load_script("step_quality")
 
 
 def test_an_oracle_generator_brings_every_chain_back_to_its_image():

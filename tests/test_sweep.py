@@ -2,7 +2,6 @@
 cell's rows written as it finishes, finished cells skipped, interrupted ones resumed, a failed
 cell costing only itself."""
 import csv
-import importlib.util
 import json
 import os
 import shutil
@@ -18,7 +17,7 @@ from ddgan.config import load_shared_config
 from ddgan.methods import METHODS
 from ddgan.train import train
 
-from .conftest import REPO
+from .conftest import REPO, load_script
 from .test_evaluate import FIGURES, TINY, fake_data  # noqa: F401 (fake_data is a fixture)
 
 SWEEP = REPO / "scripts" / "sweep.py"
@@ -209,9 +208,7 @@ def test_budgets_continue_each_run_and_refuse_what_cannot_continue(fake_data, tm
 
 
 def test_a_failed_cell_is_named_by_the_exception_that_ended_its_job():
-    spec = importlib.util.spec_from_file_location("sweep", SWEEP)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("sweep")
     raised = "ddgan.interrupt.TrainingInterrupted: interrupted by SIGTERM at step 40; run again to resume"
     failed = submitit.core.utils.FailedJobError(  # as submitit words a worker's failure
         "Job (task=0) failed during processing with trace:\n----------------------\n"

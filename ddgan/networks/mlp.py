@@ -48,7 +48,7 @@ class MLPGenerator(nn.Module):
         self.net = mlp(self.features.out_dim + nz + t_dim, hidden, depth, dim, nn.SiLU)
 
     def forward(self, x_t, z, t):
-        latent = [z.float()] if self.nz else []
+        latent = [z] if self.nz else []
         h = torch.cat([self.features(x_t), *latent, timestep_embedding(t, self.t_dim)], dim=1)
         return self.net(h.to(self.net[0].weight.dtype))  # bf16 where the weights are (ddgan/precision.py)
 
@@ -70,5 +70,5 @@ class MLPDiscriminator(nn.Module):
                        lambda: nn.LeakyReLU(0.2))
 
     def forward(self, x_prev, x_t, t):
-        h = torch.cat([self.features(x_prev), x_t.float(), timestep_embedding(t, self.t_dim)], dim=1)
+        h = torch.cat([self.features(x_prev), x_t, timestep_embedding(t, self.t_dim)], dim=1)
         return self.net(h.to(self.net[0].weight.dtype)).squeeze(1)
