@@ -179,7 +179,8 @@ def bench_config(settings, accelerator, steps, sample_batches, warmup, repeats, 
     name = " ".join([settings.method, *method_cls.labels(settings).values()])
     network = method.ema.module.eval()  # the sampled network: G, or the denoiser
     params = sum(p.numel() for p in network.parameters())
-    common = {"method": name, "params_m": params / 1e6, "precision": precision}
+    common = {"method": name, "params_m": params / 1e6, "precision": precision,
+              "requested": settings.train.mixed_precision}
     dtype = "float32" if precision == "no" else "bfloat16"
     rows = [measured_row(train_cycle, cycle, device, warmup, repeats, peak(dtype), **common,
                          what="train", batch=batch * method_cls.batches_per_step(settings), steps=None, nfe=None)]
@@ -210,7 +211,8 @@ def markdown(rows):
              "| GFLOP / call | TFLOP/s | peak TFLOP/s | utilisation |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['method']} | {DESCRIPTIONS[r['precision']]} | {r['what']} | {r['batch']} | {r['steps'] or '—'} | "
+        chosen = " (auto)" if r.get("requested") == "auto" else ""
+        lines.append(f"| {r['method']} | {DESCRIPTIONS[r['precision']]}{chosen} | {r['what']} | {r['batch']} | {r['steps'] or '—'} | "
                      f"{r['nfe'] or '—'} | {1000 * r['seconds']:.1f} ({1000 * r['min_seconds']:.1f}–"
                      f"{1000 * r['max_seconds']:.1f}) | {r['img_per_s']:.1f} | {r['gflop']:.1f} | "
                      f"{r['tflop_per_s']:.3f} | {r['peak_tflop_per_s']:.3f} | {100 * r['utilisation']:.0f}% |")

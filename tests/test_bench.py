@@ -27,7 +27,7 @@ def test_bench_times_training_and_sampling_of_each_method(tmp_path, capsys):
         assert r["seconds"] > 0 and abs(r["img_per_s"] * r["seconds"] - (
             r["batch"] if r["what"] != "train" else r["batch"])) < 1e-6 * r["batch"] + 1e-9
     printed = capsys.readouterr().out
-    assert re.search(r"\| ddgan js \| (float32|bf16 networks) \| train \| 4 \|", printed) and "img/s" in printed
+    assert re.search(r"\| ddgan js \| (float32|bf16 networks) \(auto\) \| train \| 4 \|", printed) and "img/s" in printed
 
 
 def test_bench_records_the_fast_mode_and_the_plain_flag(tmp_path):
@@ -74,6 +74,7 @@ def test_bench_reports_flops_peak_utilisation_and_spread(tmp_path):
     dtypes = {"no": "float32", "bf16": "bfloat16"}
     # the config's mixed_precision is auto: float32, or on a CPU with native bf16 the faster
     assert {r["precision"] for r in result["rows"]} <= set(dtypes)
+    assert {r["requested"] for r in result["rows"]} == {"auto"}
     assert set(peaks) == {dtypes[r["precision"]] for r in result["rows"]} and min(peaks.values()) > 0
     for r in result["rows"]:
         assert r["min_seconds"] <= r["seconds"] <= r["max_seconds"]
