@@ -411,6 +411,7 @@ def run_cells(executor, cells, jobs, results, out, poll_s=2.0):
     except KeyboardInterrupt:  # SIGINT or SIGTERM to the driver
         if isinstance(executor, submitit.LocalExecutor):
             stop_local_jobs(running)
+        report(results)  # a cell that wrote its rows since the last poll is merged too
         raise
     return failed
 

@@ -8,7 +8,9 @@ import shutil
 import socket
 import subprocess
 import sys
+from types import SimpleNamespace
 
+import pytest
 import submitit
 
 from ddgan import checkpoint
@@ -218,3 +220,22 @@ def test_a_failed_cell_is_named_by_the_exception_that_ended_its_job():
         "  - runs/submitit/7_0_log.err\n  - runs/submitit/7_0_log.out")
     assert module.last_error_line(failed) == raised
     assert module.last_error_line(ValueError("no checkpoint at runs/x")) == "no checkpoint at runs/x"
+
+
+def test_a_stopped_driver_merges_the_rows_written_since_its_last_poll(tmp_path, monkeypatch):
+    module = load_script("sweep")
+    merged = []
+    monkeypatch.setattr(module, "report", merged.append)
+
+    def stopped(seconds):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module.time, "sleep", stopped)
+
+    class Executor:  # a cluster's: nothing local to stop
+        def submit(self, job, cell):
+            return object()
+
+    with pytest.raises(KeyboardInterrupt):
+        module.run_cells(Executor(), [SimpleNamespace(name="flow")], 1, tmp_path / "results", tmp_path / "out")
+    assert merged == [tmp_path / "results"]
